@@ -1,0 +1,122 @@
+"""Command line: python -m skin_demo {train,evaluate,predict} ... (see --help of each)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line, exit code 2."""
+
+
+def _train(args) -> None:
+    from .train import TrainConfig, train
+
+    config = TrainConfig(
+        backbone=args.backbone, out=args.out, img_size=tuple(args.img_size) if args.img_size else None,
+        head_epochs=args.head_epochs, epochs=args.epochs, batch_size=args.batch_size, balance=args.balance,
+        optimizer=args.optimizer, head_lr=args.head_lr, lr=args.lr, unfreeze=args.unfreeze,
+        from_scratch=args.from_scratch, strategy=args.strategy, seed=args.seed, data_dir=args.data,
+        limit=args.limit, patience=args.patience, label_smoothing=args.label_smoothing, dropout=args.dropout)
+    train(config)
+
+
+def _evaluate(args) -> None:
+    from .evaluate import evaluate_images, fmt, save_plots
+    from .predict import Classifier
+
+    classifier = Classifier.from_folder(args.model)
+    result, y_true, probs = evaluate_images(classifier, args.images, args.metadata)
+    if args.out:
+        save_plots(y_true, probs, args.out, title=classifier.name)
+    skipped = result["skipped"]
+    print(f"{classifier.name}: n={result['n']} accuracy={fmt(result['accuracy'])} "
+          f"balanced_accuracy={fmt(result['balanced_accuracy'])} macro_auc={fmt(result['macro_auc'])} "
+          f"ece={fmt(result['ece'])}; skipped: {skipped['unknown_class']} unknown class, "
+          f"{len(skipped['missing_image'])} missing, {len(skipped['unreadable_image'])} unreadable", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result))
+
+
+def _predict(args) -> None:
+    from .classes import display_name
+    from .predict import Classifier
+
+    classifier = Classifier.from_folder(args.model)
+    for image in args.images:
+        probs = classifier.predict(image)
+        if args.json:
+            print(json.dumps({"image": image, "model": classifier.name, "probabilities": probs}))
+        else:
+            print(image)
+            for code, p in probs.items():
+                print(f"  {p:7.2%}  {display_name(code)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .backbones import BACKBONES
+
+    parser = argparse.ArgumentParser(prog="python -m skin_demo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="two-phase transfer learning on HAM10000")
+    p.add_argument("--backbone", required=True, choices=sorted(BACKBONES))
+    p.add_argument("--out", required=True, help="model folder to write, e.g. weights/mobilenet_v2")
+    p.add_argument("--img-size", nargs=2, type=int, metavar=("H", "W"))
+    p.add_argument("--head-epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=12, help="fine-tuning epochs (all epochs with --from-scratch)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--balance", choices=["weights", "oversample", "cap"], default="weights")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    p.add_argument("--head-lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--unfreeze", type=float, default=1.0, help="fraction of backbone layers to fine-tune")
+    p.add_argument("--label-smoothing", type=float, default=0.05)
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--patience", type=int, default=4)
+    p.add_argument("--from-scratch", action="store_true", help="random initial weights, one phase")
+    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", help="HAM10000 folder (default $SKIN_DEMO_DATA or ../shared/data/ham10000)")
+    p.add_argument("--limit", type=int, help="use at most N images per class and split (smoke tests)")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="score a model folder on labelled images")
+    p.add_argument("--model", required=True)
+    p.add_argument("--images", required=True, help="folder of images named <image_id>.<ext>")
+    p.add_argument("--metadata", required=True, help="CSV with image_id and dx columns")
+    p.add_argument("--out", help="folder for confusion matrix and ROC plots")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("predict", help="class probabilities for image files")
+    p.add_argument("--model", required=True)
+    p.add_argument("images", nargs="+")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_predict)
+    return parser
+
+
+def main(argv=None) -> int:
+    from .evaluate import EvaluationError
+    from .images import ImageError
+    from .modeling import ModelFolderError, WeightsUnavailable
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (UserError, ImageError, EvaluationError, ModelFolderError, WeightsUnavailable, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The model card (README.md of a model folder), written from skin_demo.json so the numbers have one source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .classes import CLASSES, FULL_NAMES
+from .modeling import read_info
+
+DISCLAIMER = ("Research and teaching aid only. Not a medical device and not a diagnosis: "
+              "see a dermatologist about any skin lesion that worries you.")
+
+
+def _model_index(name: str, test: dict) -> list[str]:
+    lines = ["model-index:", f"- name: {name}", "  results:", "  - task:", "      type: image-classification",
+             "    dataset:", "      name: HAM10000 (lesion-disjoint internal test split)", "      type: ham10000",
+             "    metrics:"]
+    for key, label in (("balanced_accuracy", "balanced accuracy"), ("macro_auc", "macro AUC (one vs rest)"),
+                       ("accuracy", "accuracy"), ("macro_f1", "macro F1")):
+        if test.get(key) is not None:
+            lines += [f"    - type: {key}", f"      value: {test[key]:.4f}", f"      name: {label}"]
+    return lines
+
+
+def render_model_card(info: dict) -> str:
+    metrics = info.get("metrics", {})
+    test = metrics.get("test", {})
+    front = ["---", "library_name: keras", "license: cc-by-nc-sa-4.0", "pipeline_tag: image-classification",
+             "tags:", "- skin-lesion", "- dermatoscopy", "- ham10000", f"- {info['backbone']}",
+             "datasets:", "- ham10000"]
+    if test:
+        front += _model_index(info["name"], test)
+    front.append("---")
+    h, w = info["input_size"]
+    training = info.get("training", {})
+    body = [
+        f"# {info['name']}: {info['backbone']} skin-lesion classifier (HAM10000, 7 classes)", "",
+        f"> {DISCLAIMER}", "",
+        f"Backbone `{info['backbone']}` ({info.get('pretrained', '?')} initialisation), {info.get('parameters', 0):,} "
+        f"parameters. Input: RGB pixels 0-255 at {h}x{w} (height x width); preprocessing is inside the model. "
+        f"Output: softmax over `{', '.join(CLASSES)}`.", "",
+        "```python", "import keras", f'model = keras.saving.load_model("{info["name"]}", safe_mode=True)',
+        f"probs = model.predict(images_rgb_0_255_{h}x{w})", "```", "",
+        "## Training", "",
+        f"Trained by `python -m skin_demo train --backbone {info['backbone']}` on the training part of a fixed "
+        f"lesion-disjoint split of HAM10000 ({info.get('split_file')}, sha256 `{info.get('split_sha256', '')[:16]}…`): "
+        f"head {training.get('head_epochs')} epochs, then fine-tuning {training.get('epochs')} epochs at lr "
+        f"{training.get('lr')} ({training.get('optimizer')}, balance: {training.get('balance')}); "
+        f"{info.get('epochs_run')} epochs run in {info.get('training_seconds', 0) / 60:.0f} min on 2 CPU cores. "
+        "Weights were selected on validation balanced accuracy only; the test split was scored once.", "",
+    ]
+    for split in ("val", "test"):
+        m = metrics.get(split)
+        if not m:
+            continue
+        body += [f"## {'Validation' if split == 'val' else 'Test'} metrics ({m['n']} images)", "",
+                 f"accuracy {m['accuracy']:.4f} · balanced accuracy {m['balanced_accuracy']:.4f} · "
+                 f"macro AUC {m['macro_auc']:.4f} · macro F1 {m['macro_f1']:.4f} · ECE {m['ece']:.4f}", ""]
+        if split == "test":
+            body += ["| class | precision | recall | specificity | F1 | AUC | n |", "|---|---|---|---|---|---|---|"]
+            for code in CLASSES:
+                c = m["per_class"][code]
+                auc = f"{c['auc']:.3f}" if c["auc"] is not None else "–"
+                body.append(f"| {FULL_NAMES[code]} ({code}) | {c['precision']:.3f} | {c['recall']:.3f} | "
+                            f"{c['specificity']:.3f} | {c['f1']:.3f} | {auc} | {c['support']} |")
+            body.append("")
+    body += ["![confusion matrix](confusion_matrix_normalized.png)", "",
+             "## Limitations", "",
+             "HAM10000 images here are 200x150 (1/3 of the originals); the training population is mostly "
+             "fair-skinned and from two centres; rare classes (df, vasc) have fewer than 20 test images, so "
+             "their metrics are uncertain. Data licence: CC BY-NC-SA 4.0 (Tschandl et al., Sci. Data 2018).", ""]
+    return "\n".join(front + [""] + body)
+
+
+def write_model_card(folder) -> Path:
+    path = Path(folder) / "README.md"
+    path.write_text(render_model_card(read_info(folder)))
+    return path

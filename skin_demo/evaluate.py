@@ -1,0 +1,161 @@
+"""Metrics (scikit-learn), plots, and evaluation of a model folder on any labelled image set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .classes import CLASSES
+from .images import ImageError, fit_to_input, load_image
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif")
+
+
+class EvaluationError(ValueError):
+    """The evaluation input is unusable; the message says why."""
+
+
+def expected_calibration_error(y_true, probs, bins: int = 15) -> float:
+    """Top-label ECE with equal-width confidence bins (scikit-learn has no ECE)."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y_true
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def fmt(value, spec: str = ".4f") -> str:
+    """Format a metric that may be None (e.g. AUC with a single class present)."""
+    return "n/a" if value is None else format(value, spec)
+
+
+def compute_metrics(y_true, probs) -> dict:
+    """Accuracy, balanced accuracy, macro AUC, per-class precision/recall/specificity/F1/AUC, ECE."""
+    from sklearn import metrics
+
+    y_true = np.asarray(y_true)
+    probs = np.asarray(probs, dtype="float64")
+    probs = probs / probs.sum(axis=1, keepdims=True)  # float32 softmax rows may sum to 1 +- 1e-7
+    y_pred = probs.argmax(axis=1)
+    labels = list(range(len(CLASSES)))
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    per_label = metrics.multilabel_confusion_matrix(y_true, y_pred, labels=labels)
+    present = np.unique(y_true)
+    per_class = {}
+    aucs = []
+    for i, code in enumerate(CLASSES):
+        tn, fp = per_label[i][0]
+        auc = None
+        if 0 < (y_true == i).sum() < len(y_true):
+            auc = float(metrics.roc_auc_score(y_true == i, probs[:, i]))
+            aucs.append(auc)
+        per_class[code] = {
+            "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+            "specificity": float(tn / (tn + fp)) if tn + fp else None, "auc": auc, "support": int(support[i]),
+        }
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(metrics.balanced_accuracy_score(y_true, y_pred)) if len(present) else None,
+        "macro_auc": float(np.mean(aucs)) if aucs else None,
+        "macro_f1": float(metrics.f1_score(y_true, y_pred, labels=list(present), average="macro", zero_division=0)),
+        "log_loss": float(metrics.log_loss(y_true, np.clip(probs, 1e-7, 1), labels=labels)),
+        "ece": expected_calibration_error(y_true, probs),
+        "per_class": per_class,
+        "confusion_matrix": metrics.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "classes": list(CLASSES),
+    }
+
+
+def save_plots(y_true, probs, out_dir, title: str = "") -> list[Path]:
+    """Confusion matrices (counts and row-normalised) and one-vs-rest ROC curves as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    y_pred = np.asarray(probs).argmax(axis=1)
+    written = []
+    for normalize, name in ((None, "confusion_matrix.png"), ("true", "confusion_matrix_normalized.png")):
+        fig, ax = plt.subplots(figsize=(6.5, 5.5))
+        ConfusionMatrixDisplay.from_predictions(
+            y_true, y_pred, labels=range(len(CLASSES)), display_labels=CLASSES, normalize=normalize,
+            values_format=".2f" if normalize else "d", ax=ax, colorbar=False, cmap="Blues")
+        ax.set_title(f"{title} confusion matrix" + (" (row-normalised)" if normalize else ""))
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=110)
+        plt.close(fig)
+        written.append(out_dir / name)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    for i, code in enumerate(CLASSES):
+        if 0 < (np.asarray(y_true) == i).sum() < len(y_true):
+            RocCurveDisplay.from_predictions(np.asarray(y_true) == i, np.asarray(probs)[:, i], name=code, ax=ax)
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set_title(f"{title} ROC (one vs rest)")
+    fig.tight_layout()
+    fig.savefig(out_dir / "roc_curves.png", dpi=110)
+    plt.close(fig)
+    written.append(out_dir / "roc_curves.png")
+    return written
+
+
+def _find_image(directory: Path, image_id: str) -> Path | None:
+    for suffix in ("", *IMAGE_SUFFIXES, *(s.upper() for s in IMAGE_SUFFIXES)):
+        candidate = directory / f"{image_id}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def evaluate_images(classifier, images_dir, metadata_csv) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Score `classifier` on the rows of a CSV (image_id, dx) whose images are in `images_dir`.
+
+    Rows with an unknown dx, a missing image or an unreadable image are skipped and counted.
+    Returns (metrics with a `skipped` report, y_true, probabilities).
+    """
+    images_dir, metadata_csv = Path(images_dir), Path(metadata_csv)
+    if not images_dir.is_dir():
+        raise EvaluationError(f"Image folder {images_dir} does not exist.")
+    try:
+        table = pd.read_csv(metadata_csv)
+    except FileNotFoundError:
+        raise EvaluationError(f"Metadata file {metadata_csv} does not exist.") from None
+    except Exception as exc:
+        raise EvaluationError(f"Metadata file {metadata_csv} is not a readable CSV: {exc}") from None
+    missing_columns = {"image_id", "dx"} - set(table.columns)
+    if missing_columns:
+        raise EvaluationError(f"{metadata_csv} needs the columns image_id and dx; missing {sorted(missing_columns)}.")
+    known = table["dx"].isin(CLASSES)
+    skipped = {"unknown_class": int((~known).sum()), "missing_image": [], "unreadable_image": []}
+    y_true, batch = [], []
+    for image_id, dx in table.loc[known, ["image_id", "dx"]].itertuples(index=False):
+        path = _find_image(images_dir, str(image_id))
+        if path is None:
+            skipped["missing_image"].append(str(image_id))
+            continue
+        try:
+            batch.append(fit_to_input(load_image(path), classifier.input_size))
+        except ImageError as exc:
+            skipped["unreadable_image"].append(f"{image_id}: {exc}")
+            continue
+        y_true.append(CLASSES.index(dx))
+    if not y_true:
+        raise EvaluationError(
+            f"No image of {metadata_csv} could be evaluated ({skipped['unknown_class']} unknown classes, "
+            f"{len(skipped['missing_image'])} missing and {len(skipped['unreadable_image'])} unreadable images).")
+    probs = classifier(np.stack(batch))
+    y_true = np.asarray(y_true)
+    result = compute_metrics(y_true, probs)
+    result["skipped"] = skipped
+    return result, y_true, probs

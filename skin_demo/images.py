@@ -1,0 +1,159 @@
+"""The one image loader for UI, API, CLI and evaluation: bounded decoding and clear messages.
+
+`load_image` turns anything a person may hand us (path, bytes, PIL image, array) into an RGB uint8
+array or raises `ImageError` with a sentence fit to show them. `fit_to_input` is the one geometric
+preprocessing step between such an array and a model's input.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_PIXELS = 120_000_000  # a 40-megapixel export passes; a decompression bomb does not
+MIN_SIDE = 32
+WORKING_SIDE = 1024  # decoded images are reduced to this before anything else (the models need ~200 px)
+ALLOWED_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "ICO"}
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+class ImageError(ValueError):
+    """An input that cannot be classified; the message is meant for a person."""
+
+
+def _open(source) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"File not found: {path.name}.")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ImageError(f"The file is too large ({size / 2**20:.0f} MiB; the limit is {MAX_FILE_BYTES // 2**20} MiB).")
+        data = path.read_bytes()
+    elif isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+        if len(data) > MAX_FILE_BYTES:
+            raise ImageError(f"The file is too large (the limit is {MAX_FILE_BYTES // 2**20} MiB).")
+    else:
+        raise ImageError(f"Unsupported input type {type(source).__name__}; give an image file.")
+    if not data:
+        raise ImageError("The file is empty.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _explain_open_failure(data, exc) from None
+    except Exception:  # Pillow plugins raise assorted errors on malformed headers
+        raise ImageError("The file is not a readable image.") from None
+    if image.format not in ALLOWED_FORMATS:
+        raise ImageError(f"{image.format} files are not supported; use JPEG, PNG, TIFF, BMP, GIF or WebP.")
+    return image
+
+
+def _explain_open_failure(data: bytes, exc) -> ImageError:
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return ImageError(f"The image has too many pixels (the limit is {MAX_PIXELS // 1_000_000} megapixels).")
+    head = data[:512].lstrip().lower()
+    if head.startswith(b"%pdf"):
+        return ImageError("This is a PDF document, not an image.")
+    if head.startswith(b"pk\x03\x04"):
+        return ImageError("This is a ZIP archive (or an Office document), not an image.")
+    if b"<svg" in head:
+        return ImageError("SVG vector drawings are not supported; export the image as PNG or JPEG.")
+    if head.startswith((b"<!doctype html", b"<html")):
+        return ImageError("This is a web page (HTML), not an image.")
+    return ImageError("The file is not a readable image.")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Every Pillow mode to RGB: transparency over white, 16-bit and float scaled to 8 bit, CMYK converted."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype="float64")
+        low, high = float(array.min()), float(array.max())
+        scaled = (array - low) / (high - low) * 255 if high > low else np.zeros_like(array)
+        return Image.fromarray(scaled.astype("uint8")).convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(source) -> np.ndarray:
+    """An RGB uint8 array (height, width, 3), EXIF-oriented, first frame, at most WORKING_SIDE a side."""
+    if isinstance(source, np.ndarray):
+        return _array_to_rgb(source)
+    image = _open(source)
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"The image has too many pixels (the limit is {MAX_PIXELS // 1_000_000} megapixels).")
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(f"The image is too small ({width}x{height}); at least {MIN_SIDE}x{MIN_SIDE} pixels are needed.")
+    try:
+        image.seek(0)
+        if image.format == "JPEG":
+            image.draft("RGB", (WORKING_SIDE, WORKING_SIDE))  # decode large JPEGs at reduced scale
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        image = _to_rgb(image)
+    except ImageError:
+        raise
+    except Exception:  # truncated or corrupt data raises OSError, SyntaxError, ValueError...
+        raise ImageError("The image file is damaged or truncated and cannot be decoded.") from None
+    image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.LANCZOS)
+    return np.asarray(image, dtype="uint8").copy()
+
+
+def _array_to_rgb(array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise ImageError(f"Expected an image array of shape (height, width, 3), got {array.shape}.")
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    if array.dtype != np.uint8:
+        if np.issubdtype(array.dtype, np.floating) and array.max(initial=0) <= 1.0:
+            array = array * 255.0
+        array = np.clip(array, 0, 255).astype("uint8")
+    if array.shape[2] == 4:
+        array = np.asarray(_to_rgb(Image.fromarray(array, "RGBA")))
+    if min(array.shape[:2]) < MIN_SIDE:
+        raise ImageError(f"The image is too small ({array.shape[1]}x{array.shape[0]}); at least {MIN_SIDE}x{MIN_SIDE} pixels are needed.")
+    return array
+
+
+def fit_to_input(image: np.ndarray, size) -> np.ndarray:
+    """Match the model's orientation and aspect ratio, then resize: float32 (height, width, 3), 0-255.
+
+    Lesions have no up direction, so a portrait image meets a landscape model by a 90° turn rather
+    than a squash; the remaining aspect difference is centre-cropped.
+    """
+    height, width = (int(v) for v in size)
+    portrait_image, portrait_model = image.shape[0] > image.shape[1], height > width
+    if height != width and image.shape[0] != image.shape[1] and portrait_image != portrait_model:
+        image = np.rot90(image)
+    target = width / height
+    h, w = image.shape[:2]
+    if w / h > target * 1.01:
+        crop = int(round(h * target))
+        left = (w - crop) // 2
+        image = image[:, left:left + crop]
+    elif w / h < target / 1.01:
+        crop = int(round(w / target))
+        top = (h - crop) // 2
+        image = image[top:top + crop]
+    if image.shape[:2] != (height, width):  # Pillow's bilinear filter is antialiased when shrinking
+        pil = Image.fromarray(np.clip(image, 0, 255).astype("uint8"))
+        image = np.asarray(pil.resize((width, height), Image.Resampling.BILINEAR))
+    return image.astype("float32")

@@ -1,0 +1,63 @@
+"""Shared fixtures: real HAM10000 images and a small model trained by our own training code.
+
+Random-weight networks give near-constant outputs, so tests use a MobileNetV2 alpha 0.35 that
+really trained (a few steps, ImageNet start) on a handful of real images per class.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import pytest
+
+from skin_demo import dataset
+
+TINY_SIZE = (96, 128)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    path = dataset.data_dir()
+    if not (path / "metadata.csv").exists():
+        pytest.fail(f"HAM10000 not found at {path}; set SKIN_DEMO_DATA")
+    return path
+
+
+@pytest.fixture(scope="session")
+def test_images(data_dir):
+    """One real test-split image path per class (class code -> path)."""
+    table = dataset.load_split()
+    test = table[table["split"] == "test"]
+    return {dx: str(data_dir / f"{rows['image_id'].iloc[0]}.jpg") for dx, rows in test.groupby("dx")}
+
+
+def _train_tiny(out, seed):
+    from skin_demo.train import TrainConfig, train
+
+    return train(TrainConfig(
+        backbone="mobilenet_v2_035", out=str(out), img_size=TINY_SIZE, head_epochs=2, epochs=1,
+        batch_size=16, limit=8, head_lr=3e-3, lr=1e-4, seed=seed, verbose=0))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A model folder trained by `skin_demo.train` on 8 real images per class (about 40 s)."""
+    return _train_tiny(tmp_path_factory.mktemp("models") / "tiny_v2", seed=0)
+
+
+@pytest.fixture(scope="session")
+def second_tiny_model_dir(tmp_path_factory):
+    """Another small trained model (different seed), for comparison views."""
+    return _train_tiny(tmp_path_factory.mktemp("models") / "tiny_v2_b", seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_model_dir):
+    from skin_demo.predict import Classifier
+
+    return Classifier.from_folder(tiny_model_dir)
