@@ -24,7 +24,7 @@ class Backbone:
     application: str | None  # keras.applications constructor; None for the custom CNN
     preprocessing: str
     input_size: tuple[int, int]  # (height, width) default
-    last_conv_layer: str  # the feature map Grad-CAM differentiates
+    last_conv_layer: str | None  # Grad-CAM's feature map; None: the application's output layer (auto-named)
     description: str
     kwargs: dict = field(default_factory=dict)
     imagenet_file: str | None = None  # offline ImageNet weights under imagenet_dir()
@@ -70,11 +70,11 @@ BACKBONES: dict[str, Backbone] = {
             {"alpha": 0.35}, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top__from_tm.h5",
         ),
         Backbone(
-            "mobilenet_v3_small", "MobileNetV3Small", BUILTIN, (224, 224), "activation_17",
+            "mobilenet_v3_small", "MobileNetV3Small", BUILTIN, (224, 224), None,
             "MobileNetV3Small (0.9M).", {"include_preprocessing": True},
         ),
         Backbone(
-            "mobilenet_v3_large", "MobileNetV3Large", BUILTIN, (224, 224), "activation_37",
+            "mobilenet_v3_large", "MobileNetV3Large", BUILTIN, (224, 224), None,
             "MobileNetV3Large (3.0M).", {"include_preprocessing": True},
         ),
         Backbone("densenet201", "DenseNet201", TORCH, (224, 224), "relu", "DenseNet201 (18.3M)."),
@@ -82,7 +82,7 @@ BACKBONES: dict[str, Backbone] = {
             "inception_resnet_v2", "InceptionResNetV2", TF, (299, 299), "conv_7b_ac",
             "Inception-ResNet-v2 (54.3M), as in the Inception study.",
         ),
-        Backbone("nasnet_mobile", "NASNetMobile", TF, (224, 224), "activation_187", "NASNetMobile (4.3M)."),
+        Backbone("nasnet_mobile", "NASNetMobile", TF, (224, 224), None, "NASNetMobile (4.3M)."),
     ]
 }
 

@@ -113,6 +113,13 @@ def build_model(backbone_name: str, input_size=None, pretrained: bool = True, dr
     return keras.Model(inputs, probs, name=backbone.name)
 
 
+def last_conv_layer_name(model, backbone: Backbone) -> str:
+    """Grad-CAM's layer: the registry's name, else the layer whose output the head pools."""
+    if backbone.last_conv_layer:
+        return backbone.last_conv_layer
+    return model.get_layer("avg_pool").input._keras_history.operation.name
+
+
 def backbone_layers(model):
     """Layers that belong to the backbone (everything before the head)."""
     head = {"avg_pool", "head_dropout", "logits", "probabilities", "flatten"}

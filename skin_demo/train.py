@@ -66,6 +66,16 @@ def _optimizer(name: str, learning_rate):
     raise ValueError(f"optimizer must be adam or sgd, not {name!r}")
 
 
+def snapshot_weights(model) -> dict:
+    """Weights by variable path: get_weights() order changes when layers are (un)frozen."""
+    return {v.path: v.numpy() for v in model.weights}
+
+
+def restore_weights(model, snapshot: dict) -> None:
+    for variable in model.weights:
+        variable.assign(snapshot[variable.path])
+
+
 def _balanced_accuracy_callback(x_val, y_val, batch_size, patience):
     """Scores validation balanced accuracy each epoch, keeps the best weights, stops on a plateau."""
     import keras
@@ -84,12 +94,13 @@ def _balanced_accuracy_callback(x_val, y_val, batch_size, patience):
             probs = self.model.predict(x_val, batch_size=batch_size * 2, verbose=0)
             scores = compute_metrics(y_val, probs)
             score, auc = scores["balanced_accuracy"], scores["macro_auc"] or float("nan")
-            if logs is not None:
-                logs["val_balanced_accuracy"], logs["val_macro_auc"] = score, auc
+            if logs is not None:  # validation is scored here only, so every number comes from compute_metrics
+                logs.update(val_loss=scores["log_loss"], val_accuracy=scores["accuracy"],
+                            val_balanced_accuracy=score, val_macro_auc=auc)
             self.history.append({**{k: float(v) for k, v in (logs or {}).items()}})
             print(f"  val balanced accuracy {score:.4f}, macro AUC {auc:.4f}", flush=True)
             if score > self.best:
-                self.best, self.best_weights, self.wait = score, self.model.get_weights(), 0
+                self.best, self.best_weights, self.wait = score, snapshot_weights(self.model), 0
             else:
                 self.wait += 1
                 if self.wait >= patience:
@@ -131,7 +142,7 @@ def train(config: TrainConfig) -> Path:
 
     from .card import write_model_card
     from .evaluate import compute_metrics, fmt, save_plots
-    from .modeling import build_model, save_model_folder, set_trainable
+    from .modeling import build_model, last_conv_layer_name, save_model_folder, set_trainable
 
     keras.utils.set_random_seed(config.seed)
     backbone = get_backbone(config.backbone)
@@ -154,7 +165,6 @@ def train(config: TrainConfig) -> Path:
     train_ds, steps = dataset.make_dataset(x_train, y_train, config.batch_size, training=True,
                                            balance=config.balance, seed=config.seed)
     weights = dataset.class_weights(y_train) if config.balance == "weights" else None
-    val_ds, _ = dataset.make_dataset(x_val, y_val, config.batch_size * 2)
 
     strategy = make_strategy(config.strategy)
     with strategy.scope():
@@ -180,15 +190,15 @@ def train(config: TrainConfig) -> Path:
             if fraction is not None:
                 set_trainable(model, fraction)
             if selection.best_weights is not None:
-                model.set_weights(selection.best_weights)
+                restore_weights(model, selection.best_weights)
             schedule = keras.optimizers.schedules.CosineDecay(lr, epochs * steps) if phase != "head" else lr
             model.compile(optimizer=_optimizer(config.optimizer, schedule), loss=loss,
                           metrics=["accuracy"], jit_compile=False)
         selection.start_phase()
-        model.fit(train_ds, steps_per_epoch=steps, epochs=epochs, validation_data=val_ds,
+        model.fit(train_ds, steps_per_epoch=steps, epochs=epochs,
                   class_weight=weights, callbacks=[selection], verbose=verbose)
     train_seconds = time.time() - t_start
-    model.set_weights(selection.best_weights)
+    restore_weights(model, selection.best_weights)
     model.trainable = True
 
     info = {
@@ -197,7 +207,7 @@ def train(config: TrainConfig) -> Path:
         "classes": list(CLASSES),
         "input_size": list(size),
         "input": "RGB pixels 0-255, float32; preprocessing is inside the model",
-        "last_conv_layer": backbone.last_conv_layer,
+        "last_conv_layer": last_conv_layer_name(model, backbone),
         "pretrained": "none (from scratch)" if config.from_scratch else "ImageNet",
         "training": {k: v for k, v in asdict(config).items() if k not in ("out", "data_dir", "verbose")},
         "training_seconds": round(train_seconds, 1),
