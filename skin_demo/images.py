@@ -12,13 +12,20 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
-MAX_PIXELS = 120_000_000  # a 40-megapixel export passes; a decompression bomb does not
+MAX_PIXELS = 120_000_000  # JPEGs decode at 1/2..1/8 scale, so a 100-megapixel photo costs little; bombs fail
+MAX_FULL_DECODE_PIXELS = 50_000_000  # other formats decode every pixel: a 40-megapixel export still passes
 MIN_SIDE = 32
 WORKING_SIDE = 1024  # decoded images are reduced to this before anything else (the models need ~200 px)
-ALLOWED_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "ICO"}
+MAX_ASPECT = WORKING_SIDE // MIN_SIDE  # so the reduced image keeps at least MIN_SIDE pixels a side
+REDUCED_DECODE_FORMATS = {"JPEG", "MPO"}  # Pillow's draft mode: libjpeg decodes straight to a smaller scale
+ALLOWED_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "BMP", "TIFF", "WEBP", "AVIF", "PPM", "ICO"}
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"II*\x00", b"MM\x00*")  # JPEG, PNG, GIF, TIFF
+HEIC_BRANDS = {b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"}
+TOO_MANY_PIXELS = (f"The image has too many pixels; the limit is {MAX_FULL_DECODE_PIXELS // 1_000_000} megapixels "
+                   f"({MAX_PIXELS // 1_000_000} for JPEG photos).")
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -30,7 +37,7 @@ class ImageError(ValueError):
 
 def _open(source) -> Image.Image:
     if isinstance(source, Image.Image):
-        return source
+        return source.copy()  # load_image works in place; the caller's image stays as it was
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
@@ -51,18 +58,21 @@ def _open(source) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _explain_open_failure(data, exc) from None
-    except Exception:  # Pillow plugins raise assorted errors on malformed headers
-        raise ImageError("The file is not a readable image.") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(TOO_MANY_PIXELS) from None
+    except Exception:  # UnidentifiedImageError, or assorted errors from plugins on malformed headers
+        raise _explain_open_failure(data) from None
     if image.format not in ALLOWED_FORMATS:
-        raise ImageError(f"{image.format} files are not supported; use JPEG, PNG, TIFF, BMP, GIF or WebP.")
+        raise ImageError(f"{image.format} files are not supported; use JPEG, PNG, TIFF, WebP, AVIF, BMP or GIF.")
     return image
 
 
-def _explain_open_failure(data: bytes, exc) -> ImageError:
-    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-        return ImageError(f"The image has too many pixels (the limit is {MAX_PIXELS // 1_000_000} megapixels).")
+def _explain_open_failure(data: bytes) -> ImageError:
+    """Name what the file is when we can tell, so the person knows what to send instead."""
+    if data.startswith(IMAGE_SIGNATURES):
+        return ImageError("The image file is damaged or truncated and cannot be decoded.")
+    if data[4:8] == b"ftyp" and data[8:12] in HEIC_BRANDS:
+        return ImageError("HEIC photos (the iPhone default) are not supported; share or export the photo as JPEG.")
     head = data[:512].lstrip().lower()
     if head.startswith(b"%pdf"):
         return ImageError("This is a PDF document, not an image.")
@@ -75,14 +85,22 @@ def _explain_open_failure(data: bytes, exc) -> ImageError:
     return ImageError("The file is not a readable image.")
 
 
+def _shrink(image: Image.Image) -> Image.Image:
+    """Reduce to WORKING_SIDE before any colour conversion, so no conversion touches every pixel of a big image."""
+    if image.mode in ("1", "P"):  # Pillow resizes these by nearest neighbour only; P keeps its transparency as alpha
+        image = image.convert("RGBA" if image.mode == "P" else "L")
+    image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.LANCZOS)
+    return image
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
-    """Every Pillow mode to RGB: transparency over white, 16-bit and float scaled to 8 bit, CMYK converted."""
+    """Every Pillow mode but palette to RGB: transparency over white, 16-bit and float scaled to 8 bit, CMYK converted."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype="float64")
+        array = np.nan_to_num(np.asarray(image, dtype="float64"), nan=0.0, posinf=0.0, neginf=0.0)
         low, high = float(array.min()), float(array.max())
         scaled = (array - low) / (high - low) * 255 if high > low else np.zeros_like(array)
         return Image.fromarray(scaled.astype("uint8")).convert("RGB")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode in ("RGBA", "LA", "PA"):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
@@ -95,22 +113,22 @@ def load_image(source) -> np.ndarray:
         return _array_to_rgb(source)
     image = _open(source)
     width, height = image.size
-    if width * height > MAX_PIXELS:
-        raise ImageError(f"The image has too many pixels (the limit is {MAX_PIXELS // 1_000_000} megapixels).")
+    reduced_decode = image.format in REDUCED_DECODE_FORMATS
+    if width * height > (MAX_PIXELS if reduced_decode else MAX_FULL_DECODE_PIXELS):
+        raise ImageError(TOO_MANY_PIXELS)
     if min(width, height) < MIN_SIDE:
         raise ImageError(f"The image is too small ({width}x{height}); at least {MIN_SIDE}x{MIN_SIDE} pixels are needed.")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageError(f"The image is too long and narrow ({width}x{height}); crop it around the lesion.")
     try:
         image.seek(0)
-        if image.format == "JPEG":
-            image.draft("RGB", (WORKING_SIDE, WORKING_SIDE))  # decode large JPEGs at reduced scale
+        if reduced_decode:
+            image.draft("RGB", (WORKING_SIDE, WORKING_SIDE))
         image.load()
-        image = ImageOps.exif_transpose(image)
-        image = _to_rgb(image)
-    except ImageError:
-        raise
+        ImageOps.exif_transpose(image, in_place=True)
+        image = _to_rgb(_shrink(image))
     except Exception:  # truncated or corrupt data raises OSError, SyntaxError, ValueError...
         raise ImageError("The image file is damaged or truncated and cannot be decoded.") from None
-    image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.LANCZOS)
     return np.asarray(image, dtype="uint8").copy()
 
 
