@@ -1,4 +1,4 @@
-"""Command line: python -m skin_demo {train,evaluate,predict} ... (see --help of each)."""
+"""Command line: python -m skin_demo {train,evaluate,predict,push,models} ... (see --help of each)."""
 
 from __future__ import annotations
 
@@ -43,19 +43,52 @@ def _evaluate(args) -> None:
         print(json.dumps(result))
 
 
-def _predict(args) -> None:
+def _predict(args) -> int:
+    """Results for every readable image; an unreadable one gets its own error line and exit code 2 at the end."""
     from .classes import display_name
+    from .images import ImageError
     from .predict import Classifier
 
     classifier = Classifier.from_folder(args.model)
+    status = 0
     for image in args.images:
-        probs = classifier.predict(image)
+        try:
+            probs = classifier.predict(image)
+        except ImageError as exc:
+            print(f"error: {image}: {exc}", file=sys.stderr)
+            status = 2
+            continue
         if args.json:
             print(json.dumps({"image": image, "model": classifier.name, "probabilities": probs}))
         else:
             print(image)
             for code, p in probs.items():
                 print(f"  {p:7.2%}  {display_name(code)}")
+    return status
+
+
+def _push(args) -> None:
+    from .registry import HubError, push
+
+    try:
+        sha = push(args.model, args.repo, revision=args.revision, private=args.private)
+    except HubError as exc:
+        raise UserError(str(exc)) from exc
+    print(f"pushed {args.model} to {args.repo}; pin it in a registry entry with \"revision\": \"{sha}\"",
+          file=sys.stderr)
+    print(sha)
+
+
+def _models(args) -> None:
+    from .registry import ModelStore
+
+    store = ModelStore(args.registry)
+    for name, entry in store.entries.items():
+        if name in store.available:
+            height, width = store.available[name].input_size
+            print(f"available    {name:<20} {entry.display_name} [{entry.location}, {height}x{width}]")
+        else:
+            print(f"unavailable  {name:<20} {entry.display_name} [{entry.location}]: {store.unavailable[name]}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,6 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser("push", help="publish a model folder to the Hugging Face Hub; prints the commit sha to pin")
+    p.add_argument("--model", required=True, help="model folder, e.g. weights/mobilenet_v2")
+    p.add_argument("--repo", required=True, help="Hub repo owner/name (created if missing; token from HF_TOKEN "
+                   "or `hf auth login`)")
+    p.add_argument("--revision", help="branch to commit to (default main)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.set_defaults(func=_push)
+
+    p = sub.add_parser("models", help="list the registry's models, and why any is unavailable")
+    p.add_argument("--registry", help="registry JSON (default $SKIN_DEMO_REGISTRY, else the bundled one)")
+    p.set_defaults(func=_models)
     return parser
 
 
@@ -109,13 +154,13 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except (UserError, ImageError, EvaluationError, ModelFolderError, WeightsUnavailable, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":
