@@ -19,10 +19,11 @@ BATCH = 64
 
 
 class Classifier:
-    def __init__(self, model, info: dict, name: str | None = None):
+    def __init__(self, model, info: dict, name: str | None = None, folder=None):
         import tensorflow as tf
 
         self.model = model
+        self.folder = Path(folder) if folder else None
         self.info = info
         self.name = name or info.get("name") or model.name
         self.input_size = tuple(int(v) for v in info["input_size"])
@@ -32,7 +33,7 @@ class Classifier:
     @classmethod
     def from_folder(cls, folder, name: str | None = None) -> "Classifier":
         model, info = load_model_folder(folder)
-        return cls(model, info, name or Path(folder).name)
+        return cls(model, info, name or Path(folder).name, folder)
 
     def __call__(self, images) -> np.ndarray:
         """Probabilities (n, 7) for a batch of RGB images (n, height, width, 3) at the input size."""
