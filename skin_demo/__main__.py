@@ -91,6 +91,28 @@ def _models(args) -> None:
             print(f"unavailable  {name:<20} {entry.display_name} [{entry.location}]: {store.unavailable[name]}")
 
 
+def _benchmark(args) -> None:
+    from .benchmark import benchmark_rows, render_table, write_into_readme
+
+    rows = benchmark_rows(args.weights)
+    if not rows:
+        raise UserError(f"No model folders under {args.weights}.")
+    table = render_table(rows)
+    print(table)
+    if args.readme:
+        write_into_readme(table, args.readme)
+        print(f"written into {args.readme}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(rows))
+
+
+def _eda(args) -> None:
+    from .eda import write_eda_plots
+
+    for path in write_eda_plots(args.out, args.data):
+        print(path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .backbones import BACKBONES
 
@@ -132,6 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser("benchmark", help="size, speed and test metrics of every model under weights/")
+    p.add_argument("--weights", default="weights")
+    p.add_argument("--readme", help="write the table into this README between the benchmark markers")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_benchmark)
+
+    p = sub.add_parser("eda", help="plots of the HAM10000 metadata and the split")
+    p.add_argument("--out", default="docs/eda")
+    p.add_argument("--data", help="HAM10000 folder")
+    p.set_defaults(func=_eda)
 
     p = sub.add_parser("push", help="publish a model folder to the Hugging Face Hub; prints the commit sha to pin")
     p.add_argument("--model", required=True, help="model folder, e.g. weights/mobilenet_v2")

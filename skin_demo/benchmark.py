@@ -1,0 +1,83 @@
+"""The model table in README.md: size, speed and test metrics of every model folder under weights/.
+
+Speed is measured here, in this run, on this machine; metrics come from each folder's skin_demo.json
+(computed once by the training code on the lesion-disjoint test split).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .evaluate import fmt
+from .modeling import INFO_FILE
+
+START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
+
+
+def model_folders(weights_dir) -> list[Path]:
+    return sorted(p.parent for p in Path(weights_dir).glob(f"*/{INFO_FILE}"))
+
+
+def measure(classifier, repeats: int = 30, batch: int = 64) -> dict:
+    """Median single-image latency (ms) and batch throughput (images/s) of the compiled forward pass."""
+    rng = np.random.default_rng(0)
+    one = rng.uniform(0, 255, (1, *classifier.input_size, 3)).astype("float32")
+    many = rng.uniform(0, 255, (batch, *classifier.input_size, 3)).astype("float32")
+    classifier(one), classifier(many)  # trace once
+    latencies = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        classifier(one)
+        latencies.append((time.perf_counter() - start) * 1000)
+    start = time.perf_counter()
+    for _ in range(3):
+        classifier(many)
+    throughput = 3 * batch / (time.perf_counter() - start)
+    return {"latency_ms": statistics.median(latencies), "throughput": throughput}
+
+
+def benchmark_rows(weights_dir) -> list[dict]:
+    from .predict import Classifier
+
+    rows = []
+    for folder in model_folders(weights_dir):
+        classifier = Classifier.from_folder(folder)
+        info = classifier.info
+        test = info.get("metrics", {}).get("test", {})
+        rows.append({
+            "name": folder.name, "backbone": info["backbone"], "parameters": info.get("parameters"),
+            "size_mib": (folder / "model.weights.h5").stat().st_size / 2**20,
+            "input": "x".join(map(str, info["input_size"])), **measure(classifier),
+            "balanced_accuracy": test.get("balanced_accuracy"), "macro_auc": test.get("macro_auc"),
+            "accuracy": test.get("accuracy"), "ece": test.get("ece"),
+            "training_min": info.get("training_seconds", 0) / 60,
+        })
+    return rows
+
+
+def render_table(rows: list[dict]) -> str:
+    lines = ["| model | backbone | params | weights MiB | input | latency ms (1 image) | images/s (batch 64) "
+             "| test bal. acc. | test macro AUC | test acc. | ECE | training min |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['backbone']} | {r['parameters']:,} | {r['size_mib']:.1f} | {r['input']} | "
+                     f"{r['latency_ms']:.1f} | {r['throughput']:.0f} | {fmt(r['balanced_accuracy'], '.3f')} | "
+                     f"{fmt(r['macro_auc'], '.3f')} | {fmt(r['accuracy'], '.3f')} | {fmt(r['ece'], '.3f')} | "
+                     f"{r['training_min']:.0f} |")
+    return "\n".join(lines)
+
+
+def write_into_readme(table: str, readme) -> None:
+    """Replace the text between the benchmark markers (append the block when they are missing)."""
+    readme = Path(readme)
+    text = readme.read_text() if readme.exists() else ""
+    block = f"{START}\n{table}\n{END}"
+    if START in text and END in text:
+        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    readme.write_text(text)
