@@ -4,7 +4,9 @@ Random-weight networks give near-constant outputs, so tests use a MobileNetV2 al
 really trained (a few steps, ImageNet start) on a handful of real images per class.
 """
 
+import json
 import os
+import socket
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -61,3 +63,41 @@ def tiny_classifier(tiny_model_dir):
     from skin_demo.predict import Classifier
 
     return Classifier.from_folder(tiny_model_dir)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def registry_file(tmp_path_factory, tiny_model_dir, second_tiny_model_dir):
+    """A registry of the two tiny models plus one entry whose folder is missing."""
+    path = tmp_path_factory.mktemp("registry") / "models.json"
+    path.write_text(json.dumps({"models": [
+        {"name": "tiny_a", "display_name": "Tiny A", "source": str(tiny_model_dir), "description": "test model"},
+        {"name": "tiny_b", "display_name": "Tiny B", "source": str(second_tiny_model_dir), "description": "test model"},
+        {"name": "gone", "display_name": "Gone", "source": str(tiny_model_dir.parent / "nope"), "description": "missing"},
+    ]}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def service(registry_file):
+    from skin_demo.registry import ModelStore
+    from skin_demo.service import SkinDemo
+
+    return SkinDemo(ModelStore(registry_file))
+
+
+@pytest.fixture(scope="session")
+def app_url(service):
+    """The Gradio app over `service`, served on a free local port for the whole session."""
+    from skin_demo.ui import build_app
+
+    app = build_app(service)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()

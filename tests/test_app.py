@@ -1,52 +1,19 @@
 """The launched Gradio app, driven through gradio_client as a user's script would."""
 
-import json
-import socket
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from skin_demo import CLASSES, display_name
-from skin_demo.registry import ModelStore
-from skin_demo.service import SkinDemo
 
 pytest.importorskip("gradio_client")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def registry_file(tmp_path_factory, tiny_model_dir, second_tiny_model_dir):
-    path = tmp_path_factory.mktemp("registry") / "models.json"
-    path.write_text(json.dumps({"models": [
-        {"name": "tiny_a", "display_name": "Tiny A", "source": str(tiny_model_dir), "description": "test model"},
-        {"name": "tiny_b", "display_name": "Tiny B", "source": str(second_tiny_model_dir), "description": "test model"},
-        {"name": "gone", "display_name": "Gone", "source": str(tiny_model_dir.parent / "nope"), "description": "missing"},
-    ]}))
-    return path
-
-
-@pytest.fixture(scope="module")
-def service(registry_file):
-    return SkinDemo(ModelStore(registry_file))
-
-
-@pytest.fixture(scope="module")
-def client(service):
+def client(app_url):
     from gradio_client import Client
 
-    from skin_demo.ui import build_app
-
-    app = build_app(service)
-    port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    app.close()
+    return Client(app_url, verbose=False)
 
 
 def test_a_missing_model_is_listed_as_unavailable_and_the_rest_serve(service):
