@@ -1,0 +1,91 @@
+"""Measure the fast explainer against lime's reference path, in the same run on the same images.
+
+`python -m skin_demo benchmark-explain --model weights/mobilenet_v2 [--images N] [--compare DIR ...] [--json]`
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+
+import numpy as np
+
+from . import dataset, explain
+from .predict import Classifier
+
+
+def _lime_default_seconds(classifier, image) -> float:
+    """lime's reference path as users call it: LimeImageExplainer defaults (quickshift, 1000 samples)."""
+    from lime.lime_image import LimeImageExplainer
+
+    start = time.perf_counter()
+    with contextlib.redirect_stderr(io.StringIO()):  # lime 0.2.0.1's tqdm bar has no off switch
+        LimeImageExplainer().explain_instance(image, classifier)
+    return time.perf_counter() - start
+
+
+def _faithfulness(classifier, image, result, seed: int) -> dict[str, dict[str, float]]:
+    """Deletion/insertion AUC of the LIME, Grad-CAM and a random superpixel ranking."""
+    segments = result.segments
+    rankings = {
+        "lime": np.argsort(-result.weights[result.label], kind="stable"),
+        "gradcam": explain.ranking_from_heatmap(segments, explain.gradcam(classifier, image, result.label)),
+        "random": np.random.default_rng(seed).permutation(int(segments.max()) + 1),
+    }
+    return {name: explain.deletion_insertion_auc(classifier, image, segments, ranking, result.label)
+            for name, ranking in rankings.items()}
+
+
+def _mean(values) -> float:
+    return float(np.mean(values))
+
+
+def benchmark(model_dir, n_images: int = 5, compare_dirs=(), seed: int = 0) -> dict:
+    """Timings, samples, agreement, stability and faithfulness averaged over real test images."""
+    classifier = Classifier.from_folder(model_dir)
+    others = {other.name: other for other in map(Classifier.from_folder, compare_dirs)}
+    paths, _ = dataset.labelled_split("test")
+    chosen = np.random.default_rng(seed).choice(len(paths), n_images, replace=False)
+    images = [classifier.prepare(paths[i]) for i in chosen]
+    explain.explain(classifier, images[0], max_samples=100)  # trace the forward pass once
+    rows = []
+    for index, image in zip(chosen, images):
+        lime_seconds = _lime_default_seconds(classifier, image)
+        result = explain.explain(classifier, image, seed=seed)
+        reference = explain.lime_reference(classifier, image, result.segments, result.label, seed=seed,
+                                           batch_size=128)
+        rows.append({
+            "image": str(paths[index]),
+            "lime_seconds": lime_seconds,
+            "seconds": result.seconds,
+            "samples": result.samples,
+            "agreement": explain.agreement(result, reference),
+            "stability": explain.stability(classifier, image),
+            "auc": _faithfulness(classifier, image, result, seed + int(index)),
+        })
+    report = {
+        "model": classifier.name,
+        "input_size": list(classifier.input_size),
+        "images": len(rows),
+        "lime_seconds": _mean([r["lime_seconds"] for r in rows]),
+        "seconds": _mean([r["seconds"] for r in rows]),
+        "samples": _mean([r["samples"] for r in rows]),
+        "agreement": _mean([r["agreement"] for r in rows]),
+        "stability": _mean([r["stability"] for r in rows]),
+        "auc": {method: {curve: _mean([r["auc"][method][curve] for r in rows]) for curve in ("deletion", "insertion")}
+                for method in rows[0]["auc"]},
+        "per_image": rows,
+    }
+    report["speedup"] = report["lime_seconds"] / report["seconds"]
+    if others:
+        models = {classifier.name: classifier, **others}
+        for other in others.values():
+            other(images[0][None])  # trace before timing
+        views = [explain.compare(models, image, seed=seed) for image in images]
+        report["compare"] = {
+            "models": list(models),
+            "seconds": _mean([next(iter(v.values())).seconds for v in views]),
+            "samples": _mean([next(iter(v.values())).samples for v in views]),
+        }
+    return report

@@ -1,0 +1,109 @@
+"""User stories for fast LIME explanations and Grad-CAM, on real images and a really trained model."""
+
+import numpy as np
+import pytest
+
+from skin_demo import dataset, explain
+from skin_demo.predict import Classifier
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def images(tiny_classifier, test_images):
+    """Class code -> real test image at the tiny model's input size."""
+    return {code: tiny_classifier.prepare(path) for code, path in test_images.items()}
+
+
+@pytest.fixture(scope="module")
+def melanoma(images):
+    return images["mel"]
+
+
+def test_explanation_agrees_with_lime_on_the_same_segmentation(tiny_classifier, images):
+    """Averaged over three lesions: lime's own top-5 at 1000 samples moves by about one superpixel per seed."""
+    agreements = []
+    for code in ("mel", "nv", "bkl"):
+        ours = explain.explain(tiny_classifier, images[code], seed=0)
+        reference = explain.lime_reference(tiny_classifier, images[code], ours.segments, ours.label,
+                                           batch_size=128)
+        agreements.append(explain.agreement(ours, reference))
+        assert ours.samples <= 1000
+    assert np.mean(agreements) >= 0.6
+
+
+def test_same_seed_gives_the_same_explanation(tiny_classifier, melanoma):
+    first = explain.explain(tiny_classifier, melanoma, seed=3)
+    second = explain.explain(tiny_classifier, melanoma, seed=3)
+    np.testing.assert_array_equal(first.segments, second.segments)
+    np.testing.assert_array_equal(first.masks, second.masks)
+    np.testing.assert_array_equal(first.weights, second.weights)
+
+
+def test_perturbed_images_are_rendered_as_lime_renders_them(tiny_classifier, melanoma):
+    from lime.lime_image import LimeImageExplainer
+
+    segments = explain.segment(melanoma)
+    lime_explainer = LimeImageExplainer(random_state=0)
+    seen, lime_masks = [], []
+    lime_data_labels = lime_explainer.data_labels
+
+    def keep_masks(*args, **kwargs):
+        masks, labels = lime_data_labels(*args, **kwargs)
+        lime_masks.append(masks)
+        return masks, labels
+
+    def recording_model(batch):
+        seen.append(np.array(batch))
+        return tiny_classifier(batch)
+
+    lime_explainer.data_labels = keep_masks
+    lime_explainer.explain_instance(melanoma, recording_model, top_labels=1, num_samples=40, batch_size=40,
+                                    segmentation_fn=lambda _: np.array(segments))
+    ours = explain.render(melanoma, segments, lime_masks[0], explain.hidden_fill(melanoma, segments, "mean"))
+    np.testing.assert_allclose(ours, np.concatenate(seen), atol=1e-3)
+
+
+def test_early_stopping_respects_its_floor_and_ceiling(tiny_classifier, melanoma):
+    floor = explain.explain(tiny_classifier, melanoma, min_samples=300, round_size=100)
+    assert 300 <= floor.samples <= 1000
+    capped = explain.explain(tiny_classifier, melanoma, min_samples=100, max_samples=150, round_size=100)
+    assert capped.samples == 150 and len(capped.probabilities) == 150
+
+
+def test_compare_mode_uses_the_same_segmentation_and_masks(tiny_classifier, second_tiny_model_dir, melanoma):
+    second = Classifier.from_folder(second_tiny_model_dir)
+    views = explain.compare({"first": tiny_classifier, "second": second}, melanoma, seed=1)
+    np.testing.assert_array_equal(views["first"].segments, views["second"].segments)
+    np.testing.assert_array_equal(views["first"].masks, views["second"].masks)
+    assert not np.allclose(views["first"].probabilities, views["second"].probabilities)
+
+
+def test_overlay_is_an_image_of_the_input_size(tiny_classifier, melanoma):
+    result = explain.explain(tiny_classifier, melanoma)
+    for num_features in (0, 3, 100):
+        picture = explain.overlay(result, num_features=num_features)
+        assert picture.shape == melanoma.shape and picture.dtype == np.uint8
+    assert result.weights.shape == (7, result.segments.max() + 1)
+
+
+def test_gradcam_map_has_the_image_size_and_is_non_negative(tiny_classifier, melanoma):
+    heatmap = explain.gradcam(tiny_classifier, melanoma, class_index=4)
+    assert heatmap.shape == melanoma.shape[:2]
+    assert heatmap.min() >= 0 and heatmap.max() > 0
+    picture = explain.gradcam_overlay(melanoma, heatmap)
+    assert picture.shape == melanoma.shape and picture.dtype == np.uint8
+
+
+def test_explanations_delete_evidence_faster_than_a_random_ranking(tiny_classifier):
+    paths, _ = dataset.labelled_split("test")
+    chosen = np.random.default_rng(0).choice(len(paths), 8, replace=False)
+    ours, random = [], []
+    for index in chosen:
+        image = tiny_classifier.prepare(paths[index])
+        result = explain.explain(tiny_classifier, image)
+        shuffled = np.random.default_rng(int(index)).permutation(result.segments.max() + 1)
+        for ranking, scores in ((np.argsort(-result.weights[result.label]), ours), (shuffled, random)):
+            scores.append(explain.deletion_insertion_auc(
+                tiny_classifier, image, result.segments, ranking, result.label)["deletion"])
+    assert np.mean(ours) < np.mean(random)
