@@ -22,6 +22,31 @@ def _model_index(name: str, test: dict) -> list[str]:
     return lines
 
 
+def _trust_sections(info: dict) -> list[str]:
+    """Calibration (temperature, ECE/NLL before and after, reliability diagram) and the OOD warning."""
+    lines = []
+    if "temperature" in info:
+        lines += ["## Calibration", "",
+                  f"Temperature scaling fitted on the validation split: T = {info['temperature']:.3f} "
+                  "(applied by `skin_demo.predict.Classifier`; the Keras model outputs the uncalibrated softmax).", "",
+                  "| split | n | ECE before | ECE after | NLL before | NLL after |", "|---|---|---|---|---|---|"]
+        for split in ("val", "test"):
+            c = info["metrics"].get(f"{split}_calibrated")
+            if c:
+                lines.append(f"| {split} | {c['n']} | {c['ece_before']:.4f} | {c['ece_after']:.4f} | "
+                             f"{c['nll_before']:.4f} | {c['nll_after']:.4f} |")
+        lines += ["", "![reliability diagram](reliability_diagram.png)", ""]
+    ood = info.get("ood")
+    if ood:
+        lines += ["## Out-of-distribution warning", "",
+                  f"{ood['method']}. Threshold {ood['threshold']:.1f} lets {ood['coverage']:.0%} of validation "
+                  f"lesions pass; {ood['test_lesions_flagged']:.1%} of test lesions are flagged. On a held-out mix of "
+                  f"{ood['non_lesion_images']} non-lesion images (photos, crops, noise, text, flat colours, "
+                  f"screenshots) {ood['non_lesions_flagged']:.1%} are flagged; AUROC against test lesions "
+                  f"{ood['auroc']:.3f}.", ""]
+    return lines
+
+
 def render_model_card(info: dict) -> str:
     metrics = info.get("metrics", {})
     test = metrics.get("test", {})
@@ -64,7 +89,7 @@ def render_model_card(info: dict) -> str:
                 body.append(f"| {FULL_NAMES[code]} ({code}) | {c['precision']:.3f} | {c['recall']:.3f} | "
                             f"{c['specificity']:.3f} | {c['f1']:.3f} | {auc} | {c['support']} |")
             body.append("")
-    body += ["![confusion matrix](confusion_matrix_normalized.png)", "",
+    body += ["![confusion matrix](confusion_matrix_normalized.png)", "", *_trust_sections(info),
              "## Limitations", "",
              "HAM10000 images here are 200x150 (1/3 of the originals); the training population is mostly "
              "fair-skinned and from two centres; rare classes (df, vasc) have fewer than 20 test images, so "

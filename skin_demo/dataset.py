@@ -67,6 +67,16 @@ def labelled_split(split: str, directory=None, split_table=None) -> tuple[list[s
     return paths, labels
 
 
+def split_arrays(split: str, size, limit: int | None = None, seed: int = 0,
+                 directory=None) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 images at `size`, class indices) of one split, or of `limit` images of it drawn at random."""
+    paths, labels = labelled_split(split, directory)
+    if limit is not None and limit < len(paths):
+        keep = np.sort(np.random.default_rng(seed).choice(len(paths), limit, replace=False))
+        paths, labels = [paths[i] for i in keep], labels[keep]
+    return load_images(paths, size), labels
+
+
 def class_weights(labels: np.ndarray) -> dict[int, float]:
     """'balanced' weights (n / (k * count)), as scikit-learn computes them."""
     from sklearn.utils.class_weight import compute_class_weight

@@ -17,18 +17,25 @@ class EvaluationError(ValueError):
     """The evaluation input is unusable; the message says why."""
 
 
-def expected_calibration_error(y_true, probs, bins: int = 15) -> float:
-    """Top-label ECE with equal-width confidence bins (scikit-learn has no ECE)."""
+def reliability_bins(y_true, probs, bins: int = 15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width confidence bin: mean top-label confidence, accuracy, share of images (NaN when empty)."""
+    probs = np.asarray(probs)
     confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == y_true
+    correct = probs.argmax(axis=1) == np.asarray(y_true)
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    ece = 0.0
+    mean_confidence, accuracy, share = np.full(bins, np.nan), np.full(bins, np.nan), np.zeros(bins)
     for b in range(bins):
         in_bin = which == b
         if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
+            mean_confidence[b], accuracy[b], share[b] = confidence[in_bin].mean(), correct[in_bin].mean(), in_bin.mean()
+    return mean_confidence, accuracy, share
+
+
+def expected_calibration_error(y_true, probs, bins: int = 15) -> float:
+    """Top-label ECE with equal-width confidence bins (scikit-learn has no ECE)."""
+    mean_confidence, accuracy, share = reliability_bins(y_true, probs, bins)
+    return float(np.nansum(share * np.abs(accuracy - mean_confidence)))
 
 
 def fmt(value, spec: str = ".4f") -> str:
@@ -159,3 +166,14 @@ def evaluate_images(classifier, images_dir, metadata_csv) -> tuple[dict, np.ndar
     result = compute_metrics(y_true, probs)
     result["skipped"] = skipped
     return result, y_true, probs
+
+
+def evaluate_split(classifier, split: str = "test", limit: int | None = None) -> dict:
+    """compute_metrics of any classifier (plain, calibrated, TTA, ensemble, exported) on an internal split.
+
+    Images are fitted to `classifier.input_size` once, as the app does; what is compared is only the
+    classifier. `limit` scores a seeded random subset (quick checks)."""
+    from .dataset import split_arrays
+
+    images, labels = split_arrays(split, classifier.input_size, limit)
+    return compute_metrics(labels, classifier(images.astype("float32")))

@@ -3,6 +3,8 @@
 `Classifier` is the plain contract the rest of the package uses: call it on a batch of RGB images
 at its input size and get class probabilities (as lime expects), or `predict` one image from any
 source. The forward pass is a traced tf.function: eager `model(x)` costs 10-40x more per call.
+Probabilities are temperature-calibrated when the folder's skin_demo.json has a "temperature"
+(calibration.py); the saved Keras model itself is never changed, so `raw_probabilities` stays available.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .calibration import apply_temperature
 from .classes import CLASSES
 from .images import fit_to_input, load_image
 from .modeling import load_model_folder
@@ -27,23 +30,61 @@ class Classifier:
         self.info = info
         self.name = name or info.get("name") or model.name
         self.input_size = tuple(int(v) for v in info["input_size"])
-        spec = tf.TensorSpec([None, *self.input_size, 3], tf.float32)
-        self._forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        self._spec = tf.TensorSpec([None, *self.input_size, 3], tf.float32)
+        self._forward = tf.function(lambda x: model(x, training=False), input_signature=[self._spec])
+        self._pooled = None  # traced on first use: only the OOD warning needs features
+        self._ood_detector = None
 
     @classmethod
     def from_folder(cls, folder, name: str | None = None) -> "Classifier":
         model, info = load_model_folder(folder)
         return cls(model, info, name or Path(folder).name, folder)
 
+    @property
+    def temperature(self) -> float:
+        return float(self.info.get("temperature", 1.0))
+
     def __call__(self, images) -> np.ndarray:
-        """Probabilities (n, 7) for a batch of RGB images (n, height, width, 3) at the input size."""
+        """Calibrated probabilities (n, 7) for a batch of RGB images (n, height, width, 3) at the input size."""
+        return apply_temperature(self.raw_probabilities(images), self.temperature)
+
+    def raw_probabilities(self, images) -> np.ndarray:
+        """The saved model's own softmax output, before temperature scaling."""
+        return self._batched(self._forward, images)
+
+    def features(self, images) -> np.ndarray:
+        """Global average of the Grad-CAM layer's output ("avg_pool" for pretrained backbones), (n, channels)."""
+        if self._pooled is None:
+            import keras
+            import tensorflow as tf
+
+            conv = self.model.get_layer(self.info["last_conv_layer"]).output
+            pooled = keras.Model(self.model.inputs, keras.layers.GlobalAveragePooling2D()(conv))
+            self._pooled = tf.function(lambda x: pooled(x, training=False), input_signature=[self._spec])
+        return self._batched(self._pooled, images)
+
+    def _batched(self, forward, images) -> np.ndarray:
         images = np.asarray(images, dtype="float32")
         if images.ndim == 3:
             images = images[None]
         if images.shape[1:3] != self.input_size:
             images = np.stack([fit_to_input(image, self.input_size) for image in images])
-        out = [self._forward(images[i:i + BATCH]).numpy() for i in range(0, len(images), BATCH)]
-        return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), "float32")
+        starts = range(0, len(images), BATCH) or [0]  # an empty batch still gets its (0, width) answer
+        return np.concatenate([forward(images[i:i + BATCH]).numpy() for i in starts])
+
+    def ood_detector(self):
+        """The folder's OOD detector (`python -m skin_demo ood-fit`); raises OodUnavailable without one."""
+        if self._ood_detector is None:
+            from .ood import load_detector
+
+            self._ood_detector = load_detector(self.folder, self.info)
+        return self._ood_detector
+
+    def ood(self, source) -> tuple[float, bool]:
+        """(distance from the training lesions, True when beyond the threshold) for one image from any source."""
+        detector = self.ood_detector()
+        score = float(detector.score(self.features(self.prepare(source)[None]))[0])
+        return score, bool(detector.is_outlier(score))
 
     def prepare(self, source) -> np.ndarray:
         """Any image source -> float32 array at this model's input size (raises ImageError)."""

@@ -6,9 +6,12 @@ local or downloaded, gets the same checks before Keras sees it (required files, 
 pickles, no Lambda layers) and is loaded by `Classifier.from_folder` (safe_mode=True). One bad entry
 only makes that entry unavailable, with a reason a person can act on.
 
-Registry file: {"models": [{"name", "display_name", "source", "description", "revision", "sha256"}]}.
+Registry file: {"models": [{"name", "display_name", "source", "description", "revision", "sha256", "tta"}
+or {"name", "display_name", "description", "members"}]}.
 An entry with a revision is a Hub repo "owner/name" at that commit; without one, source is a model
 folder (relative paths start at the repo root). sha256 optionally maps file names to digests.
+"tta": true serves the model with test-time augmentation; an entry with "members" (names of other
+entries) and no source serves their ensemble.
 Chosen by an explicit path, else $SKIN_DEMO_REGISTRY, else resources/models.json. Hub downloads give
 up after $SKIN_DEMO_HUB_TIMEOUT seconds (default 120) and then use a complete cached copy if any.
 """
@@ -33,9 +36,9 @@ DEFAULT_REGISTRY = Path(__file__).with_name("resources") / "models.json"
 REGISTRY_ENV = "SKIN_DEMO_REGISTRY"
 FETCH_TIMEOUT_ENV = "SKIN_DEMO_HUB_TIMEOUT"
 DEFAULT_FETCH_TIMEOUT = 120.0
-HUB_PATTERNS = [*REQUIRED_FILES, "README.md", "*.png"]
+HUB_PATTERNS = [*REQUIRED_FILES, "README.md", "*.png", "*.npz"]  # npz: the OOD detector's arrays
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".dill")
-ENTRY_FIELDS = {"name", "display_name", "source", "revision", "description", "sha256"}
+ENTRY_FIELDS = {"name", "display_name", "source", "revision", "description", "sha256", "members", "tta"}
 COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -61,6 +64,8 @@ class RegistryEntry:
     revision: str | None = None
     description: str = ""
     sha256: dict[str, str] = field(default_factory=dict)
+    members: tuple[str, ...] = ()  # an ensemble of these entries (and no source)
+    tta: bool = False
 
     @property
     def is_hub(self) -> bool:
@@ -68,6 +73,8 @@ class RegistryEntry:
 
     @property
     def location(self) -> str:
+        if self.members:
+            return "ensemble of " + ", ".join(self.members)
         return f"{self.source}@{self.revision[:12]}" if self.is_hub else self.source
 
 
@@ -87,17 +94,31 @@ def load_registry(path=None) -> list[RegistryEntry]:
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise RegistryError(f"Registry {path} lists {', '.join(duplicates)} more than once.")
+    singles = {entry.name for entry in entries if not entry.members}
+    for entry in entries:
+        wrong = [member for member in entry.members if member not in singles]
+        if wrong:
+            raise RegistryError(f"Registry {path}, ensemble {entry.name}: {', '.join(wrong)} not among the "
+                                "registry's single models.")
     return entries
 
 
 def _parse_entry(item, where: str) -> RegistryEntry:
-    if not isinstance(item, dict) or not item.get("name") or not item.get("source"):
-        raise RegistryError(f"{where}: each model needs at least a name and a source.")
+    if not isinstance(item, dict) or not item.get("name") or not (item.get("source") or item.get("members")):
+        raise RegistryError(f"{where}: each model needs at least a name and a source (or members for an ensemble).")
     where = f"{where} ({item['name']})"
     unknown = sorted(set(item) - ENTRY_FIELDS)
     if unknown:
         raise RegistryError(f"{where}: unknown field(s) {', '.join(unknown)}; metrics, input size and classes "
                             "come from the model folder's skin_demo.json, not the registry.")
+    members = item.get("members")
+    if members is not None:
+        if item.get("source") or not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise RegistryError(f"{where}: an ensemble has a list of member names and no source.")
+        return RegistryEntry(name=item["name"], display_name=item.get("display_name") or item["name"], source="",
+                             description=item.get("description", ""), members=tuple(members))
+    if not isinstance(item.get("tta", False), bool):
+        raise RegistryError(f"{where}: tta must be true or false.")
     revision = item.get("revision")
     if revision is not None:
         if not REPO_ID.fullmatch(item["source"]):
@@ -113,7 +134,7 @@ def _parse_entry(item, where: str) -> RegistryEntry:
         raise RegistryError(f"{where}: sha256 of {', '.join(bad)} is not a 64-character hex digest.")
     return RegistryEntry(name=item["name"], display_name=item.get("display_name") or item["name"],
                          source=item["source"], revision=revision, description=item.get("description", ""),
-                         sha256={name: digest.lower() for name, digest in sha256.items()})
+                         sha256={name: digest.lower() for name, digest in sha256.items()}, tta=item.get("tta", False))
 
 
 def file_sha256(path) -> str:
@@ -244,7 +265,7 @@ class ModelStore:
         self.fetch_timeout = fetch_timeout
         self.available: dict[str, Classifier] = {}
         self.unavailable: dict[str, str] = {}
-        self._loading = threading.Lock()  # app handlers may ask for the same lazy model at once
+        self._loading = threading.RLock()  # app handlers may ask for the same lazy model at once; ensembles nest
         if not lazy:
             self.load_all()
 
@@ -258,7 +279,8 @@ class ModelStore:
             with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
                 folders = list(pool.map(self._folder_or_error, names))
             for name, folder in zip(names, folders):
-                self._load(name, folder)
+                if name in self.pending:  # an ensemble listed earlier may have loaded it already
+                    self._load(name, folder)
 
     def get(self, name: str) -> Classifier:
         if name not in self.entries:
@@ -270,17 +292,27 @@ class ModelStore:
             raise ModelUnavailable(f"Model {name!r} is unavailable: {self.unavailable[name]}")
         return self.available[name]
 
-    def _folder_or_error(self, name: str) -> Path | Exception:
+    def _folder_or_error(self, name: str) -> Path | Exception | None:
+        if self.entries[name].members:
+            return None  # an ensemble has no folder of its own
         try:
             return entry_folder(self.entries[name], self.fetch_timeout)
         except Exception as exc:  # reported per entry by _load
             return exc
 
-    def _load(self, name: str, folder: Path | Exception) -> None:
+    def _load(self, name: str, folder: Path | Exception | None) -> None:
+        from .ensemble import EnsembleClassifier, TtaClassifier
+
+        entry = self.entries[name]
         try:
             if isinstance(folder, Exception):
                 raise folder
-            self.available[name] = Classifier.from_folder(folder, name=name)
+            if entry.members:
+                self.available[name] = EnsembleClassifier([self.get(member) for member in entry.members], name)
+            elif entry.tta:
+                self.available[name] = TtaClassifier(Classifier.from_folder(folder), name)
+            else:
+                self.available[name] = Classifier.from_folder(folder, name=name)
         except ModelFolderError as exc:
             self.unavailable[name] = str(exc)
         except Exception as exc:  # corrupt files surface as many types; one entry must not stop the app

@@ -27,12 +27,13 @@ class TrainConfig:
     balance: str = "weights"
     optimizer: str = "adam"
     head_lr: float = 1e-3
-    lr: float = 3e-4  # fine-tuning peak learning rate (cosine decay to 0 over `epochs`)
+    lr: float = 1e-4  # fine-tuning peak learning rate (warm-up, then cosine decay to 0 over `epochs`)
     unfreeze: float = 1.0  # fraction of backbone layers unfrozen in phase 2
     label_smoothing: float = 0.05
     dropout: float = 0.3
     patience: int = 4
     from_scratch: bool = False
+    init_from: str | None = None  # continue from this model folder's weights (same backbone and size)
     strategy: str = "default"
     seed: int = 0
     data_dir: str | None = None
@@ -140,7 +141,6 @@ def train(config: TrainConfig) -> Path:
     import keras
     import tensorflow as tf
 
-    from .card import write_model_card
     from .evaluate import compute_metrics, fmt, save_plots
     from .modeling import build_model, last_conv_layer_name, save_model_folder, set_trainable
 
@@ -168,8 +168,10 @@ def train(config: TrainConfig) -> Path:
 
     strategy = make_strategy(config.strategy)
     with strategy.scope():
-        model = build_model(config.backbone, size, pretrained=not config.from_scratch,
+        model = build_model(config.backbone, size, pretrained=not (config.from_scratch or config.init_from),
                             dropout=config.dropout, seed=config.seed)
+        if config.init_from:
+            model.load_weights(str(Path(config.init_from) / "model.weights.h5"))
     selection = _balanced_accuracy_callback(x_val, y_val, config.batch_size, config.patience)
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     phases = []
@@ -191,7 +193,9 @@ def train(config: TrainConfig) -> Path:
                 set_trainable(model, fraction)
             if selection.best_weights is not None:
                 restore_weights(model, selection.best_weights)
-            schedule = keras.optimizers.schedules.CosineDecay(lr, epochs * steps) if phase != "head" else lr
+            # warm-up then cosine: Adam's first full-size steps on a just-unfrozen backbone can wreck it
+            schedule = lr if phase == "head" else keras.optimizers.schedules.CosineDecay(
+                0.0, epochs * steps, warmup_target=lr, warmup_steps=max(1, steps // 2))
             model.compile(optimizer=_optimizer(config.optimizer, schedule), loss=loss,
                           metrics=["accuracy"], jit_compile=False)
         selection.start_phase()
@@ -236,7 +240,9 @@ def train(config: TrainConfig) -> Path:
     from .modeling import write_info
 
     write_info(out, info)
-    write_model_card(out)
+    from .calibration import calibrate
+
+    calibrate(out, classifier, {name: split[name] for name in ("val", "test")})  # writes the model card too
     print(json.dumps({"model": str(out), "test": {k: info["metrics"]["test"][k] for k in
                                                   ("balanced_accuracy", "macro_auc", "accuracy")}}))
     return out
