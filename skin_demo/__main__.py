@@ -21,7 +21,7 @@ def _train(args) -> None:
         backbone=args.backbone, out=args.out, img_size=tuple(args.img_size) if args.img_size else None,
         head_epochs=args.head_epochs, epochs=args.epochs, batch_size=args.batch_size, balance=args.balance,
         optimizer=args.optimizer, head_lr=args.head_lr, lr=args.lr, unfreeze=args.unfreeze,
-        from_scratch=args.from_scratch, strategy=args.strategy, seed=args.seed, data_dir=args.data,
+        from_scratch=args.from_scratch, init_from=args.init_from, strategy=args.strategy, seed=args.seed, data_dir=args.data,
         limit=args.limit, patience=args.patience, label_smoothing=args.label_smoothing, dropout=args.dropout)
     train(config)
 
@@ -106,6 +106,47 @@ def _benchmark(args) -> None:
         print(json.dumps(rows))
 
 
+def _benchmark_explain(args) -> None:
+    from .explain_benchmark import benchmark
+
+    report = benchmark(args.model, n_images=args.images, compare_dirs=args.compare or ())
+    if args.json:
+        print(json.dumps(report))
+    else:
+        auc = report["auc"]
+        print(f"{report['model']}: ours {report['seconds']:.2f}s ({report['samples']:.0f} samples) vs lime "
+              f"{report['lime_seconds']:.2f}s = {report['speedup']:.1f}x; agreement {report['agreement']:.2f}, "
+              f"stability {report['stability']:.2f}; deletion AUC lime {auc['lime']['deletion']:.3f} "
+              f"gradcam {auc['gradcam']['deletion']:.3f} random {auc['random']['deletion']:.3f}")
+
+
+def _calibrate(args) -> None:
+    from .calibration import calibrate
+
+    info = calibrate(args.model)
+    for split in ("val", "test"):
+        c = info["metrics"][f"{split}_calibrated"]
+        print(f"{split}: ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}, NLL {c['nll_before']:.4f} -> "
+              f"{c['nll_after']:.4f} (n={c['n']})")
+    print(f"temperature {info['temperature']} written to {args.model}/skin_demo.json")
+
+
+def _ood_fit(args) -> None:
+    from .ood import fit_ood
+
+    record = fit_ood(args.model)
+    print(json.dumps(record, indent=2))
+
+
+def _export(args) -> None:
+    from .export import compare_with_keras, export
+
+    path = export(args.model, args.format, quantization=args.quantization, out=args.out)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)", file=sys.stderr)
+    if args.evaluate:
+        print(json.dumps(compare_with_keras(args.model, path, limit=args.limit), indent=2))
+
+
 def _eda(args) -> None:
     from .eda import write_eda_plots
 
@@ -129,12 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--balance", choices=["weights", "oversample", "cap"], default="weights")
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     p.add_argument("--head-lr", type=float, default=1e-3)
-    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--lr", type=float, default=1e-4, help="peak fine-tuning learning rate")
     p.add_argument("--unfreeze", type=float, default=1.0, help="fraction of backbone layers to fine-tune")
     p.add_argument("--label-smoothing", type=float, default=0.05)
     p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--patience", type=int, default=4)
     p.add_argument("--from-scratch", action="store_true", help="random initial weights, one phase")
+    p.add_argument("--init-from", metavar="FOLDER", help="continue training from a model folder's weights "
+                   "(same backbone and input size; use --head-epochs 0)")
     p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", help="HAM10000 folder (default $SKIN_DEMO_DATA or ../shared/data/ham10000)")
@@ -161,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_benchmark)
 
+    p = sub.add_parser("benchmark-explain", help="fast LIME vs lime's reference path on real test images")
+    p.add_argument("--model", required=True, help="model folder, e.g. weights/mobilenet_v2")
+    p.add_argument("--images", type=int, default=5, help="number of test-split images")
+    p.add_argument("--compare", nargs="+", metavar="MODEL", help="more model folders for the compare-mode timing")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_benchmark_explain)
+
     p = sub.add_parser("eda", help="plots of the HAM10000 metadata and the split")
     p.add_argument("--out", default="docs/eda")
     p.add_argument("--data", help="HAM10000 folder")
@@ -173,6 +223,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", help="branch to commit to (default main)")
     p.add_argument("--private", action="store_true", help="create the repo private")
     p.set_defaults(func=_push)
+
+    p = sub.add_parser("calibrate", help="fit temperature scaling on the validation split; writes skin_demo.json, "
+                       "the reliability diagram and the model card")
+    p.add_argument("--model", required=True, help="model folder, e.g. weights/mobilenet_v2")
+    p.set_defaults(func=_calibrate)
+
+    p = sub.add_parser("ood-fit", help="fit the out-of-distribution warning (training features, validation "
+                       "threshold) and score it on test lesions vs non-lesion images")
+    p.add_argument("--model", required=True, help="model folder, e.g. weights/mobilenet_v2")
+    p.set_defaults(func=_ood_fit)
+
+    p = sub.add_parser("export", help="export a model folder to TFLite (float or int8) or ONNX")
+    p.add_argument("--model", required=True, help="model folder, e.g. weights/mobilenet_v2")
+    p.add_argument("--format", required=True, choices=["tflite", "onnx"])
+    quantization = p.add_mutually_exclusive_group()
+    quantization.add_argument("--int8", dest="quantization", action="store_const", const="int8",
+                              help="full integer quantisation, ranges from training-split images (TFLite only)")
+    quantization.add_argument("--int8-weights", dest="quantization", action="store_const", const="int8-weights",
+                              help="int8 weights, float activations: as small, more accurate (TFLite only)")
+    p.add_argument("--out", help="file to write (default: inside the model folder)")
+    p.add_argument("--evaluate", action="store_true", help="compare size, latency and test balanced accuracy "
+                   "with the Keras model")
+    p.add_argument("--limit", type=int, help="with --evaluate: score this many random test images only")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("models", help="list the registry's models, and why any is unavailable")
     p.add_argument("--registry", help="registry JSON (default $SKIN_DEMO_REGISTRY, else the bundled one)")

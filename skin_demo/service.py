@@ -18,6 +18,10 @@ from .registry import ModelStore
 EXPLAIN_METHODS = ("lime", "gradcam")
 
 
+class RequestError(ValueError):
+    """A request a person can fix (no model ticked, an unknown method): its message is shown to them as is."""
+
+
 @dataclass
 class ExplainResult:
     overlay: np.ndarray  # uint8 (H, W, 3) at the model's input size
@@ -57,7 +61,7 @@ class SkinDemo:
         height, width = classifier.input_size
         lines = [f"### {entry.display_name}", entry.description, "",
                  f"- backbone `{info['backbone']}` ({info.get('pretrained', '?')}), "
-                 f"{info.get('parameters', classifier.model.count_params()):,} parameters, input {height}x{width}",
+                 f"{info.get('parameters') or classifier.model.count_params():,} parameters, input {height}x{width}",
                  f"- source: `{entry.location}`"]
         test = info.get("metrics", {}).get("test")
         if test:
@@ -82,6 +86,21 @@ class SkinDemo:
         """Display name ('Melanoma (mel) · malignant') -> probability: what gr.Label shows."""
         return {display_name(code): p for code, p in self.probabilities(image, model).items()}
 
+    def ood_warning(self, image, model: str) -> str | None:
+        """A sentence to show when the image does not look like a dermatoscopic lesion image, else None.
+
+        None too when the model has no fitted detector: the warning is an extra, never a reason to fail."""
+        from .ood import OodUnavailable
+
+        try:
+            score, is_outlier = self.store.get(model).ood(image)
+        except OodUnavailable:
+            return None
+        if not is_outlier:
+            return None
+        return (f"This picture does not look like the dermatoscopic lesion images the model was trained on "
+                f"(outlier score {score:.0f}); its answer is probably meaningless here.")
+
     # ------------------------------------------------------------------ explain
     def explain(self, image, model: str, num_features: int = 5, max_samples: int = 1000,
                 method: str = "lime", seed: int = 0) -> ExplainResult:
@@ -95,9 +114,9 @@ class SkinDemo:
         comparable); models of different input sizes share them at the first model's size.
         """
         if method not in EXPLAIN_METHODS:
-            raise ValueError(f"method must be one of {EXPLAIN_METHODS}, not {method!r}")
+            raise RequestError(f"method must be one of {EXPLAIN_METHODS}, not {method!r}")
         if not models:
-            raise ValueError("Choose at least one model.")
+            raise RequestError("Choose at least one model.")
         classifiers = {name: self.store.get(name) for name in dict.fromkeys(models)}
         rgb = load_image(image)
         fitted = next(iter(classifiers.values())).prepare(rgb)
@@ -105,6 +124,11 @@ class SkinDemo:
         results = {}
         if method == "gradcam":
             import time
+
+            no_network = [name for name, clf in classifiers.items() if not hasattr(clf, "model")]
+            if no_network:
+                raise RequestError(f"Grad-CAM needs a single network; {', '.join(no_network)} is an ensemble: "
+                                   "use LIME for it.")
 
             for name, clf in classifiers.items():
                 start = time.perf_counter()

@@ -17,7 +17,7 @@ from .card import DISCLAIMER
 from .classes import display_name
 from .images import ImageError
 from .modeling import ModelFolderError
-from .service import EXPLAIN_METHODS, SkinDemo
+from .service import EXPLAIN_METHODS, RequestError, SkinDemo
 
 EXAMPLES_DIR = Path(__file__).with_name("resources") / "examples"
 PREDICT_CONCURRENCY = 4  # light: many at once
@@ -54,7 +54,7 @@ def _user_errors(fn):
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except (ImageError, ModelFolderError, ValueError) as exc:
+        except (ImageError, ModelFolderError, RequestError) as exc:  # not every ValueError: Keras raises them too
             raise gr.Error(str(exc), print_exception=False) from None
         except Exception as exc:  # a model failing mid-request must not take the app down
             log.error("request failed: %s: %s", type(exc).__name__, exc)  # no image data is logged
@@ -89,7 +89,7 @@ def build_app(demo: SkinDemo | None = None):
     def compare(image, models, num_features=5, max_samples=1000, method="lime", progress=gr.Progress()):
         """One table of probabilities (a column per model) and each model's overlay, side by side."""
         if not models:
-            raise ValueError("Tick at least one model to compare.")
+            raise RequestError("Tick at least one model to compare.")
         progress(0.1, desc=f"Running {len(models)} models on one segmentation…")
         probs, results = demo.compare(_image_source(image), list(models), int(num_features), int(max_samples), method)
         codes = list(next(iter(probs.values())))
@@ -141,7 +141,9 @@ def build_app(demo: SkinDemo | None = None):
                     compare_method = gr.Radio(list(EXPLAIN_METHODS), value="lime", label="Method")
                     compare_button = gr.Button("Compare", variant="primary", elem_id="compare")
                 with gr.Column():
-                    table = gr.Dataframe(label="Probabilities per model", elem_id="compare-table")
+                    # long class names would push the model columns out of view: cap and wrap them
+                    table = gr.Dataframe(label="Probabilities per model", wrap=True, column_widths=["55%"],
+                                         elem_id="compare-table")
                     gallery = gr.Gallery(label="Explanations on one shared segmentation and mask set",
                                          columns=2, elem_id="compare-gallery")
             gr.Examples(examples, inputs=[compare_image], examples_per_page=14,

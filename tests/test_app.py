@@ -13,7 +13,7 @@ pytest.importorskip("gradio_client")
 def client(app_url):
     from gradio_client import Client
 
-    return Client(app_url, verbose=False)
+    return Client(app_url, verbose=False, analytics_enabled=False)  # else it pings huggingface.co
 
 
 def test_a_missing_model_is_listed_as_unavailable_and_the_rest_serve(service):
