@@ -92,9 +92,9 @@ def _models(args) -> None:
 
 
 def _benchmark(args) -> None:
-    from .benchmark import benchmark_rows, render_table, write_into_readme
+    from .benchmark import benchmark_rows, composite_rows, render_table, write_into_readme
 
-    rows = benchmark_rows(args.weights)
+    rows = benchmark_rows(args.weights) + composite_rows(args.registry)
     if not rows:
         raise UserError(f"No model folders under {args.weights}.")
     table = render_table(rows)
@@ -200,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", help="size, speed and test metrics of every model under weights/")
     p.add_argument("--weights", default="weights")
+    p.add_argument("--registry", help="registry whose TTA/ensemble entries are scored too (default: bundled)")
     p.add_argument("--readme", help="write the table into this README between the benchmark markers")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_benchmark)

@@ -1,7 +1,8 @@
 """The model table in README.md: size, speed and test metrics of every model folder under weights/.
 
-Speed is measured here, in this run, on this machine; metrics come from each folder's skin_demo.json
-(computed once by the training code on the lesion-disjoint test split).
+Speed is measured here, in this run, on this machine; metrics of a folder come from its skin_demo.json
+(computed once by the training code on the lesion-disjoint test split). Composite registry entries
+(TTA, ensembles) have no folder: they are scored on the same test split here, by `evaluate_split`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,31 @@ def measure(classifier, repeats: int = 30, batch: int = 64) -> dict:
     return {"latency_ms": statistics.median(latencies), "throughput": throughput}
 
 
+def composite_rows(registry=None) -> list[dict]:
+    """TTA and ensemble entries of the registry, scored on the test split in this run."""
+    from .evaluate import evaluate_split
+    from .registry import ModelStore
+
+    store = ModelStore(registry, lazy=True)
+    rows = []
+    for name, entry in store.entries.items():
+        if not (entry.members or entry.tta):
+            continue
+        try:
+            classifier = store.get(name)
+        except Exception as exc:  # an unavailable member: say so in the log, keep the table
+            print(f"skipping {name}: {exc}")
+            continue
+        test = evaluate_split(classifier, "test")
+        rows.append({
+            "name": name, "backbone": entry.location, "parameters": None, "size_mib": None,
+            "input": "x".join(map(str, classifier.input_size)), **measure(classifier),
+            "balanced_accuracy": test["balanced_accuracy"], "macro_auc": test["macro_auc"],
+            "accuracy": test["accuracy"], "ece": test["ece"], "training_min": None,
+        })
+    return rows
+
+
 def benchmark_rows(weights_dir) -> list[dict]:
     from .predict import Classifier
 
@@ -64,10 +90,10 @@ def render_table(rows: list[dict]) -> str:
              "| test bal. acc. | test macro AUC | test acc. | ECE | training min |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['backbone']} | {r['parameters']:,} | {r['size_mib']:.1f} | {r['input']} | "
-                     f"{r['latency_ms']:.1f} | {r['throughput']:.0f} | {fmt(r['balanced_accuracy'], '.3f')} | "
+        lines.append(f"| {r['name']} | {r['backbone']} | {fmt(r['parameters'], ',')} | {fmt(r['size_mib'], '.1f')} | "
+                     f"{r['input']} | {r['latency_ms']:.1f} | {r['throughput']:.0f} | {fmt(r['balanced_accuracy'], '.3f')} | "
                      f"{fmt(r['macro_auc'], '.3f')} | {fmt(r['accuracy'], '.3f')} | {fmt(r['ece'], '.3f')} | "
-                     f"{r['training_min']:.0f} |")
+                     f"{fmt(r['training_min'], '.0f')} |")
     return "\n".join(lines)
 
 

@@ -71,8 +71,12 @@ def render_model_card(info: dict) -> str:
         f"lesion-disjoint split of HAM10000 ({info.get('split_file')}, sha256 `{info.get('split_sha256', '')[:16]}…`): "
         f"head {training.get('head_epochs')} epochs, then fine-tuning {training.get('epochs')} epochs at lr "
         f"{training.get('lr')} ({training.get('optimizer')}, balance: {training.get('balance')}); "
-        f"{info.get('epochs_run')} epochs run in {info.get('training_seconds', 0) / 60:.0f} min on 2 CPU cores. "
-        "Weights were selected on validation balanced accuracy only; the test split was scored once.", "",
+        f"{info.get('epochs_run')} epochs run in {info.get('training_seconds', 0) / 60:.0f} min on 2 CPU cores"
+        + "".join(f", continuing a run of {r['epochs_run']} epochs ({(r['training_seconds'] or 0) / 60:.0f} min; "
+                  f"head {r['training']['head_epochs']}, fine-tuning {r['training']['epochs']} at lr {r['training']['lr']})"
+                  for r in info.get("continued_from", [])) + ". "
+        "Weights (and whether to continue a run) were chosen on validation balanced accuracy only; test "
+        "metrics are computed after training and never used for a choice.", "",
     ]
     for split in ("val", "test"):
         m = metrics.get(split)

@@ -40,7 +40,7 @@ def expected_calibration_error(y_true, probs, bins: int = 15) -> float:
 
 def fmt(value, spec: str = ".4f") -> str:
     """Format a metric that may be None (e.g. AUC with a single class present)."""
-    return "n/a" if value is None else format(value, spec)
+    return "–" if value is None else format(value, spec)
 
 
 def compute_metrics(y_true, probs) -> dict:

@@ -145,6 +145,7 @@ def save_model_folder(model, folder, info: dict) -> Path:
     """Write the Keras HF layout plus skin_demo.json; the model card is written by `card.py`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    model.optimizer = None  # Adam's moments would double the file; a served model never resumes them
     model.save(str(folder), zipped=False)
     write_info(folder, info)
     return folder

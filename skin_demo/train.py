@@ -136,6 +136,17 @@ def save_curves(history: list[dict], path: Path, phase_starts: list[int]) -> Non
     plt.close(fig)
 
 
+def _earlier_runs(init_from) -> list[dict]:
+    """The runs a continued model already went through (oldest first), so its card tells the whole story."""
+    if not init_from:
+        return []
+    from .modeling import read_info
+
+    earlier = read_info(init_from)
+    run = {k: earlier.get(k) for k in ("training", "training_seconds", "epochs_run")}
+    return [*earlier.get("continued_from", []), run]
+
+
 def train(config: TrainConfig) -> Path:
     """Train, select on validation, save the model folder, and score val and test splits."""
     import keras
@@ -217,6 +228,7 @@ def train(config: TrainConfig) -> Path:
         "training_seconds": round(train_seconds, 1),
         "epochs_run": len(selection.history),
         "history": selection.history,
+        "continued_from": _earlier_runs(config.init_from),
         "split_file": dataset.SPLIT_FILE.name,
         "split_sha256": dataset.split_checksum(),
         "parameters": int(model.count_params()),

@@ -74,8 +74,15 @@ def build_app(demo: SkinDemo | None = None):
 
     @_user_errors
     def predict(image, model):
-        """Ranked probabilities of the 7 classes (display name -> probability)."""
-        return demo.predict(_image_source(image), model)
+        """Ranked probabilities of the 7 classes (display name -> probability).
+
+        A picture unlike the training lesions gets a warning toast that stays; the answer is unchanged."""
+        source = _image_source(image)
+        probabilities = demo.predict(source, model)
+        warning = demo.ood_warning(source, model)
+        if warning:
+            gr.Warning(warning, duration=None)
+        return probabilities
 
     @_user_errors
     def explain(image, model, num_features=5, max_samples=1000, method="lime", progress=gr.Progress()):

@@ -98,6 +98,10 @@ def test_small_model_trains_saves_and_reloads_with_safe_mode(tiny_model_dir, tes
     assert info["classes"] == list(CLASSES) and info["split_sha256"] == dataset.split_checksum()
     assert {"balanced_accuracy", "macro_auc", "per_class", "confusion_matrix", "ece"} <= set(info["metrics"]["test"])
 
+    import h5py
+
+    with h5py.File(tiny_model_dir / "model.weights.h5") as weights:
+        assert "optimizer" not in weights, "optimizer state doubles the file and is never used to serve"
     model = keras.saving.load_model(str(tiny_model_dir), safe_mode=True)
     from skin_demo.images import fit_to_input, load_image
 
