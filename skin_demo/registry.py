@@ -216,16 +216,27 @@ def _explain_download_error(exc: BaseException, timeout: float) -> str:
     return f"{type(exc).__name__}: {first_line}"
 
 
+def _download_retrying_transport_errors(repo_id: str, **kwargs) -> str:
+    """snapshot_download, once more after a transport error: huggingface_hub closes its shared HTTP
+    client when any thread hits a connection error, which breaks downloads running in other threads."""
+    from httpx2 import TransportError
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id, **kwargs)
+    except TransportError:
+        return snapshot_download(repo_id, **kwargs)
+
+
 def fetch_hub_snapshot(entry: RegistryEntry, timeout: float | None = None) -> Path:
     """The cached snapshot folder of a pinned Hub entry, downloading what is missing.
 
     With a commit sha and a complete cache, snapshot_download makes no request at all. When the Hub
     fails or is too slow, a complete cached copy of the same (immutable) commit is used instead.
     """
-    from huggingface_hub import snapshot_download
-
     timeout = fetch_timeout() if timeout is None else timeout
-    download = partial(snapshot_download, entry.source, revision=entry.revision, allow_patterns=HUB_PATTERNS)
+    download = partial(_download_retrying_transport_errors, entry.source, revision=entry.revision,
+                       allow_patterns=HUB_PATTERNS)
     try:
         return Path(_in_background(download).result(timeout=timeout))
     except Exception as online_error:

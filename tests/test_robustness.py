@@ -179,9 +179,9 @@ def test_a_full_queue_answers_busy_at_once_and_loses_no_accepted_request(store, 
         client = launch(app)
         upload = handle_file(test_images["akiec"])
         running = [client.submit(upload, "tiny", api_name="/predict") for _ in range(ui.PREDICT_CONCURRENCY)]
-        wait_until(lambda: demo.running == ui.PREDICT_CONCURRENCY, 30, "every prediction slot is busy")
+        wait_until(lambda: demo.running == ui.PREDICT_CONCURRENCY, 180, "every prediction slot is busy")
         waiting = [client.submit(upload, "tiny", api_name="/predict") for _ in range(2)]
-        wait_until(lambda: all(job.status().code == Status.IN_QUEUE for job in waiting), 30, "two requests wait")
+        wait_until(lambda: all(job.status().code == Status.IN_QUEUE for job in waiting), 120, "two requests wait")
 
         start = time.monotonic()
         with pytest.raises(QueueError, match="Queue is full! Please try again."):
@@ -190,7 +190,7 @@ def test_a_full_queue_answers_busy_at_once_and_loses_no_accepted_request(store, 
         raw = httpx.post(f"{client.src.rstrip('/')}/gradio_api/queue/join", timeout=10, json={
             "data": [None, "tiny"], "fn_index": fn_index, "session_hash": uuid.uuid4().hex, "event_data": None})
         assert raw.status_code == 503 and "Queue is full" in raw.json()["detail"]
-        assert time.monotonic() - start < 5
+        assert time.monotonic() - start < 30  # refused at once, not queued until a slot frees
 
         demo.gate.set()
         for job in running + waiting:
