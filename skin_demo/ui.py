@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .card import DISCLAIMER
 from .classes import display_name
-from .images import ImageError
+from .images import ImageError, load_image
 from .modeling import ModelFolderError
 from .service import EXPLAIN_METHODS, RequestError, SkinDemo
 
@@ -77,9 +77,9 @@ def build_app(demo: SkinDemo | None = None):
         """Ranked probabilities of the 7 classes (display name -> probability).
 
         A picture unlike the training lesions gets a warning toast that stays; the answer is unchanged."""
-        source = _image_source(image)
-        probabilities = demo.predict(source, model)
-        warning = demo.ood_warning(source, model)
+        rgb = load_image(_image_source(image))  # decoded once for the prediction and the OOD check
+        probabilities = demo.predict(rgb, model)
+        warning = demo.ood_warning(rgb, model)
         if warning:
             gr.Warning(warning, duration=None)
         return probabilities
