@@ -1,4 +1,4 @@
-"""Command line: python -m skin_demo {train,evaluate,predict,push,models} ... (see --help of each)."""
+"""Command line: python -m skin_demo {train,evaluate,predict,explain,push,models,...} ... (see --help of each)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -67,6 +68,35 @@ def _predict(args) -> int:
     return status
 
 
+def _explain(args) -> None:
+    """The app's Explain and Compare: probabilities and an overlay PNG per model for one image."""
+    from PIL import Image
+
+    from .registry import ModelStore
+    from .service import SkinDemo
+
+    demo = SkinDemo(ModelStore(args.registry, lazy=True))
+    models = args.model or [next(iter(demo.store.entries))]
+    for name in models:
+        demo.store.get(name)  # ModelUnavailable (a ModelFolderError) -> one error line
+    if args.method == "lime":
+        demo.accelerate()
+    probs, results = demo.compare(args.image, models, num_features=args.features, max_samples=args.max_samples,
+                                  method=args.method, seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = []
+    for name, result in results.items():
+        path = out / f"{Path(args.image).stem}_{name}_{args.method}.png"
+        Image.fromarray(result.overlay).save(path)
+        report.append({"model": name, "probabilities": probs[name], "explained": result.label,
+                       "weights": result.weights, "samples": result.samples, "seconds": result.seconds,
+                       "overlay": str(path)})
+        print(f"{name}: {result.summary()} -> {path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report))
+
+
 def _push(args) -> None:
     from .registry import HubError, push
 
@@ -109,12 +139,18 @@ def _benchmark(args) -> None:
 def _benchmark_explain(args) -> None:
     from .explain_benchmark import benchmark
 
-    report = benchmark(args.model, n_images=args.images, compare_dirs=args.compare or ())
+    served = None
+    if args.compare_served:
+        from .registry import ModelStore
+
+        served = ModelStore(args.registry).available
+    report = benchmark(args.model, n_images=args.images, compare_dirs=args.compare or (), compare_models=served)
     if args.json:
         print(json.dumps(report))
     else:
         auc = report["auc"]
-        print(f"{report['model']}: ours {report['seconds']:.2f}s ({report['samples']:.0f} samples) vs lime "
+        print(f"{report['model']}: ours {report['seconds']:.2f}s on {report['runtime']} "
+              f"({report['seconds_keras_runtime']:.2f}s on keras, {report['samples']:.0f} samples) vs lime "
               f"{report['lime_seconds']:.2f}s = {report['speedup']:.1f}x; agreement {report['agreement']:.2f}, "
               f"stability {report['stability']:.2f}; deletion AUC lime {auc['lime']['deletion']:.3f} "
               f"gradcam {auc['gradcam']['deletion']:.3f} random {auc['random']['deletion']:.3f}")
@@ -198,6 +234,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_predict)
 
+    p = sub.add_parser("explain", help="LIME or Grad-CAM overlays of one image for one or more registry models")
+    p.add_argument("image")
+    p.add_argument("--model", action="append", help="registry model name; repeat to compare (default: the first)")
+    p.add_argument("--method", choices=["lime", "gradcam"], default="lime")
+    p.add_argument("--features", type=int, default=5, help="superpixels to highlight")
+    p.add_argument("--max-samples", type=int, default=1000, help="LIME's cap on perturbed samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=".", help="folder for the overlay PNGs")
+    p.add_argument("--registry", help="registry JSON (default $SKIN_DEMO_REGISTRY, else the bundled one)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_explain)
+
     p = sub.add_parser("benchmark", help="size, speed and test metrics of every model under weights/")
     p.add_argument("--weights", default="weights")
     p.add_argument("--registry", help="registry whose TTA/ensemble entries are scored too (default: bundled)")
@@ -208,7 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark-explain", help="fast LIME vs lime's reference path on real test images")
     p.add_argument("--model", required=True, help="model folder, e.g. weights/mobilenet_v2")
     p.add_argument("--images", type=int, default=5, help="number of test-split images")
-    p.add_argument("--compare", nargs="+", metavar="MODEL", help="more model folders for the compare-mode timing")
+    compared = p.add_mutually_exclusive_group()
+    compared.add_argument("--compare", nargs="+", metavar="MODEL", help="more model folders for the compare-mode timing")
+    compared.add_argument("--compare-served", action="store_true", help="time compare mode with every model the "
+                          "registry serves (TTA and ensembles included)")
+    p.add_argument("--registry", help="with --compare-served: registry JSON (default: the bundled one)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_benchmark_explain)
 

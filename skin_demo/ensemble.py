@@ -39,6 +39,11 @@ class _Composite:
 
     predict = Classifier.predict
 
+    def accelerate(self) -> str | None:
+        """Move every network inside to onnxruntime (Classifier.accelerate); the first reason one stays on Keras."""
+        reasons = [network.accelerate() for network in self._networks()]
+        return next((reason for reason in reasons if reason), None)
+
     def ood(self, source) -> tuple[float, bool]:
         """The first (base) model's OOD warning: every member sees the same picture."""
         return self._first.ood(source)
@@ -52,6 +57,9 @@ class TtaClassifier(_Composite):
         super().__init__(name, base, {**base.info, "name": name, "tta": "dihedral views averaged", "metrics": {}})
         self.base = base
         self.model = base.model  # Grad-CAM explains the base network
+
+    def _networks(self) -> list:
+        return [self.base]
 
     def __call__(self, images) -> np.ndarray:
         images = np.asarray(images, dtype="float32")
@@ -73,6 +81,9 @@ class EnsembleClassifier(_Composite):
                 "input_size": list(members[0].input_size), "pretrained": "members' own",
                 "parameters": sum(int(m.info.get("parameters", 0)) for m in members), "metrics": {}}
         super().__init__(name, members[0], info)
+
+    def _networks(self) -> list:
+        return self.members
 
     def __call__(self, images) -> np.ndarray:
         return np.mean([member(images) for member in self.members], axis=0)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import runtime
 from .calibration import apply_temperature
 from .images import fit_to_input, load_image
 from .predict import Classifier
@@ -22,7 +23,6 @@ from .predict import Classifier
 FORMATS = ("tflite", "onnx")
 QUANTIZATIONS = ("int8", "int8-weights")
 REPRESENTATIVE_IMAGES = 200
-ONNX_OPSET = 17
 
 
 def default_path(folder, fmt: str, quantization: str | None = None) -> Path:
@@ -72,11 +72,7 @@ def _quantise_int8(converter, classifier: Classifier) -> None:
 
 
 def to_onnx(classifier: Classifier) -> bytes:
-    import tf2onnx
-
-    function = _batch_one_function(classifier)
-    proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=ONNX_OPSET)
-    return proto.SerializeToString()
+    return runtime.to_onnx(classifier.model, classifier.input_size, batch=1)
 
 
 def export(folder, fmt: str, quantization: str | None = None, out=None) -> Path:

@@ -6,6 +6,7 @@ from the registry, so the UI stays a thin layer of widgets over these functions.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ from .images import load_image
 from .registry import ModelStore
 
 EXPLAIN_METHODS = ("lime", "gradcam")
+log = logging.getLogger(__name__)
 
 
 class RequestError(ValueError):
@@ -53,6 +55,21 @@ class SkinDemo:
     def unavailable_report(self) -> str:
         lines = [f"- **{self.store.entries[n].display_name}** (`{n}`): {why}" for n, why in self.store.unavailable.items()]
         return ("Unavailable models:\n" + "\n".join(lines)) if lines else ""
+
+    def accelerate(self) -> dict[str, str]:
+        """Serve every loaded model through onnxruntime (runtime.py), unless SKIN_DEMO_RUNTIME=keras.
+
+        Returns model name -> why it stays on Keras. Takes ~3-5 s per model the first time (the
+        converted graphs are cached on disk), so the app runs it in the background at start."""
+        import os
+
+        if os.environ.get("SKIN_DEMO_RUNTIME", "onnxruntime") == "keras":
+            return {}
+        reasons = {name: clf.accelerate() for name, clf in list(self.store.available.items())}
+        for name, reason in reasons.items():
+            if reason:
+                log.warning("%s stays on Keras: %s", name, reason)
+        return {name: reason for name, reason in reasons.items() if reason}
 
     def model_info(self, name: str) -> tuple[str, str | None]:
         """Markdown about a model (from its own folder's metrics) and its confusion matrix image path."""

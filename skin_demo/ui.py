@@ -11,6 +11,7 @@ import base64
 import functools
 import logging
 import os
+import threading
 from pathlib import Path
 
 from .card import DISCLAIMER
@@ -171,6 +172,7 @@ def build_app(demo: SkinDemo | None = None):
         info_model.change(model_info, info_model, [info_text, info_matrix], api_name="model_info")
         app.load(model_info, info_model, [info_text, info_matrix], api_visibility="private")
     app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=PREDICT_CONCURRENCY)
+    app.skin_demo = demo
     return app
 
 
@@ -178,6 +180,7 @@ def launch(app=None, **kwargs):
     """Serve on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860), analytics off."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     app = app or build_app()
+    threading.Thread(target=app.skin_demo.accelerate, name="accelerate", daemon=True).start()
     return app.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                       server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
                       footer_links=["api"], show_error=True, **kwargs)

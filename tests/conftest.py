@@ -7,9 +7,11 @@ really trained (a few steps, ImageNet start) on a handful of real images per cla
 import json
 import os
 import socket
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ["SKIN_DEMO_CACHE"] = tempfile.mkdtemp(prefix="skin_demo_test_cache_")  # converted ONNX graphs
 
 import pytest
 

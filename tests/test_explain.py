@@ -40,6 +40,15 @@ def test_same_seed_gives_the_same_explanation(tiny_classifier, melanoma):
     np.testing.assert_array_equal(first.weights, second.weights)
 
 
+def test_masks_come_in_complementary_pairs_starting_with_the_whole_image():
+    masks = explain.perturbation_masks(300, 14, seed=5)
+    assert masks.shape == (300, 14) and set(np.unique(masks)) == {0, 1}
+    assert masks[0].all() and not masks[1].any()
+    np.testing.assert_array_equal(masks[0::2] + masks[1::2], 1)
+    assert 0.4 < masks[2:].mean() < 0.6
+    assert not np.array_equal(masks, explain.perturbation_masks(300, 14, seed=6))
+
+
 def test_perturbed_images_are_rendered_as_lime_renders_them(tiny_classifier, melanoma):
     from lime.lime_image import LimeImageExplainer
 
@@ -79,6 +88,25 @@ def test_compare_mode_uses_the_same_segmentation_and_masks(tiny_classifier, seco
     assert not np.allclose(views["first"].probabilities, views["second"].probabilities)
 
 
+def test_compare_runs_a_network_shared_by_an_ensemble_once_per_batch(tiny_model_dir, second_tiny_model_dir,
+                                                                      melanoma):
+    """An ensemble compared with its own members reuses their forward passes, and its answer is still their mean."""
+    from skin_demo.ensemble import EnsembleClassifier
+
+    first, second = Classifier.from_folder(tiny_model_dir), Classifier.from_folder(second_tiny_model_dir)
+    calls = {"first": 0, "second": 0}
+    for name, member in (("first", first), ("second", second)):
+        def counting(images, raw=member.raw_probabilities, name=name):
+            calls[name] += len(images)
+            return raw(images)
+        member.raw_probabilities = counting
+    views = explain.compare({"first": first, "second": second, "ensemble": EnsembleClassifier([first, second])},
+                            melanoma, min_samples=200, max_samples=200)
+    assert calls == {"first": 200, "second": 200}
+    np.testing.assert_allclose(views["ensemble"].probabilities,
+                               (views["first"].probabilities + views["second"].probabilities) / 2, atol=1e-6)
+
+
 def test_overlay_is_an_image_of_the_input_size(tiny_classifier, melanoma):
     result = explain.explain(tiny_classifier, melanoma)
     for num_features in (0, 3, 100):
@@ -107,3 +135,23 @@ def test_explanations_delete_evidence_faster_than_a_random_ranking(tiny_classifi
             scores.append(explain.deletion_insertion_auc(
                 tiny_classifier, image, result.segments, ranking, result.label)["deletion"])
     assert np.mean(ours) < np.mean(random)
+
+
+def test_cli_compares_two_models_and_writes_their_overlays(registry_file, test_images, tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from skin_demo.__main__ import main
+
+    image = test_images["bcc"]
+    status = main(["explain", image, "--model", "tiny_a", "--model", "tiny_b", "--registry", str(registry_file),
+                   "--out", str(tmp_path), "--json"])
+    assert status == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [r["model"] for r in report] == ["tiny_a", "tiny_b"]
+    for r in report:
+        assert abs(sum(r["probabilities"].values()) - 1) < 1e-4 and 200 <= r["samples"] <= 1000
+        assert Image.open(r["overlay"]).size == (128, 96)
+    assert main(["explain", str(tmp_path / "missing.jpg"), "--registry", str(registry_file)]) == 2
+    assert main(["explain", image, "--model", "gone", "--registry", str(registry_file)]) == 2

@@ -1,0 +1,49 @@
+"""onnxruntime as the fast engine: same answers as Keras on real images, and Keras whenever it cannot be trusted."""
+
+import numpy as np
+import pytest
+
+from skin_demo import runtime
+from skin_demo.predict import Classifier
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def lesions(tiny_classifier, test_images):
+    return np.stack([tiny_classifier.prepare(path) for path in test_images.values()])
+
+
+def test_accelerated_model_gives_the_keras_answers_on_real_lesions(tiny_model_dir, lesions, test_images):
+    keras_model, fast = Classifier.from_folder(tiny_model_dir), Classifier.from_folder(tiny_model_dir)
+    assert fast.accelerate() is None and fast.runtime == "onnxruntime"
+    np.testing.assert_allclose(fast(lesions), keras_model(lesions), atol=runtime.TOLERANCE)
+    for path in test_images.values():
+        assert list(fast.predict(path)) == list(keras_model.predict(path))  # same ranking of the 7 classes
+    assert list(runtime.cache_dir().glob("*.onnx")), "the converted graph is cached for the next start"
+
+
+def test_a_stale_cached_graph_is_refused_and_keras_keeps_serving(tiny_model_dir, second_tiny_model_dir, lesions):
+    """Another model's graph under this model's cache name (a stale or tampered cache) fails the probe check."""
+    model = Classifier.from_folder(tiny_model_dir)
+    other = Classifier.from_folder(second_tiny_model_dir)
+    expected = model(lesions)
+    path = runtime.cache_dir() / f"{runtime._digest(model.model, model.input_size)}.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(runtime.to_onnx(other.model, other.input_size))
+    try:
+        reason = model.accelerate()
+    finally:
+        path.unlink()
+    assert "differs from Keras" in reason and model.runtime == "keras"
+    np.testing.assert_array_equal(model(lesions), expected)
+
+
+def test_runtime_can_be_pinned_to_keras(monkeypatch, registry_file):
+    from skin_demo.registry import ModelStore
+    from skin_demo.service import SkinDemo
+
+    monkeypatch.setenv("SKIN_DEMO_RUNTIME", "keras")
+    demo = SkinDemo(ModelStore(registry_file))
+    assert demo.accelerate() == {}
+    assert {clf.runtime for clf in demo.store.available.values()} == {"keras"}
