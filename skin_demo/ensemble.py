@@ -17,10 +17,12 @@ from .predict import Classifier
 def dihedral_views(images: np.ndarray) -> list[np.ndarray]:
     """The flips and 90° rotations of a batch that keep its shape: 8 for square inputs, 4 otherwise.
 
-    Lesions have no up direction, so every view is as valid as the original."""
+    Lesions have no up direction, so every view is as valid as the original. The first view is the
+    batch object itself, so a Classifier that has just answered for it (when LIME compares a TTA entry
+    with its base model) answers from memory."""
     views = []
     for quarter_turns in range(4):
-        turned = np.rot90(images, quarter_turns, axes=(1, 2))
+        turned = np.rot90(images, quarter_turns, axes=(1, 2)) if quarter_turns else images
         if turned.shape == images.shape:
             views += [turned, turned[:, :, ::-1]]
     return views

@@ -276,6 +276,7 @@ class ModelStore:
         self.fetch_timeout = fetch_timeout
         self.available: dict[str, Classifier] = {}
         self.unavailable: dict[str, str] = {}
+        self._networks: dict[Path, Classifier] = {}
         self._loading = threading.RLock()  # app handlers may ask for the same lazy model at once; ensembles nest
         if not lazy:
             self.load_all()
@@ -303,6 +304,14 @@ class ModelStore:
             raise ModelUnavailable(f"Model {name!r} is unavailable: {self.unavailable[name]}")
         return self.available[name]
 
+    def _network(self, folder: Path, name: str) -> Classifier:
+        """One loaded Classifier per folder: a TTA entry and the plain entry of the same model share it
+        (half the memory, and one forward pass of the unturned view serves both in a comparison)."""
+        key = Path(folder).resolve()
+        if key not in self._networks:
+            self._networks[key] = Classifier.from_folder(folder, name=name)
+        return self._networks[key]
+
     def _folder_or_error(self, name: str) -> Path | Exception | None:
         if self.entries[name].members:
             return None  # an ensemble has no folder of its own
@@ -321,9 +330,9 @@ class ModelStore:
             if entry.members:
                 self.available[name] = EnsembleClassifier([self.get(member) for member in entry.members], name)
             elif entry.tta:
-                self.available[name] = TtaClassifier(Classifier.from_folder(folder), name)
+                self.available[name] = TtaClassifier(self._network(folder, folder.name), name)
             else:
-                self.available[name] = Classifier.from_folder(folder, name=name)
+                self.available[name] = self._network(folder, name)
         except ModelFolderError as exc:
             self.unavailable[name] = str(exc)
         except Exception as exc:  # corrupt files surface as many types; one entry must not stop the app

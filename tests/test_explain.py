@@ -84,8 +84,11 @@ def test_compare_mode_uses_the_same_segmentation_and_masks(tiny_classifier, seco
     second = Classifier.from_folder(second_tiny_model_dir)
     views = explain.compare({"first": tiny_classifier, "second": second}, melanoma, seed=1)
     np.testing.assert_array_equal(views["first"].segments, views["second"].segments)
-    np.testing.assert_array_equal(views["first"].masks, views["second"].masks)
-    assert not np.allclose(views["first"].probabilities, views["second"].probabilities)
+    shorter, longer = sorted((views["first"].masks, views["second"].masks), key=len)
+    np.testing.assert_array_equal(shorter, longer[:len(shorter)])  # each model stops on a prefix of one mask set
+    assert min(view.samples for view in views.values()) >= 300
+    common = len(shorter)
+    assert not np.allclose(views["first"].probabilities[:common], views["second"].probabilities[:common])
 
 
 def test_compare_runs_a_network_shared_by_an_ensemble_once_per_batch(tiny_model_dir, second_tiny_model_dir,
