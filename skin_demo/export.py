@@ -3,9 +3,10 @@
 The exported graph is the saved model as is (RGB 0-255 in, uncalibrated softmax out, batch 1); the
 folder's temperature is applied by `ExportedClassifier`, as `Classifier` does. Two quantisations:
 "int8" is full integer (weights and activations, ranges from training-split images; float input and
-output so the app's pixels go in unchanged): the fastest, but on the real MobileNetV2 it costs ~2 points
-of balanced accuracy. "int8-weights" (dynamic range: int8 weights, float activations) is as small and
-loses ~0.1 point.
+output so the app's pixels go in unchanged), the fastest; "int8-weights" (dynamic range: int8 weights,
+float activations) is as small. MobileNet v1 0.75 with int8 weights loses nothing; the flagship MobileNetV2
+loses 2-3 points, because rounding its convolution weights to 8 bits alone (per channel, no activation
+quantisation) already changes a fifth of its validation answers: it needs quantisation-aware training.
 """
 
 from __future__ import annotations
