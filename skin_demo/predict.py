@@ -2,9 +2,9 @@
 
 `Classifier` is the plain contract the rest of the package uses: call it on a batch of RGB images
 at its input size and get class probabilities (as lime expects), or `predict` one image from any
-source. The forward pass is a traced tf.function: eager `model(x)` costs 10-40x more per call.
-`accelerate()` moves the probability
-computation to onnxruntime (runtime.py: ~2x faster, checked against Keras), which explanations need.
+source. The forward pass is a traced tf.function: eager `model(x)` costs 10-40x more per call;
+`accelerate()` moves it to onnxruntime (runtime.py: ~2x faster, checked against Keras), which the
+hundreds of forward passes of a LIME explanation need.
 Probabilities are temperature-calibrated when the folder's skin_demo.json has a "temperature"
 (calibration.py); the saved Keras model itself is never changed, so `raw_probabilities` stays available.
 """
