@@ -41,6 +41,10 @@ class _Composite:
 
     predict = Classifier.predict
 
+    @property
+    def runtime(self) -> str:
+        return " + ".join(sorted({network.runtime for network in self._networks()}))
+
     def accelerate(self) -> str | None:
         """Move every network inside to onnxruntime (Classifier.accelerate); the first reason one stays on Keras."""
         reasons = [network.accelerate() for network in self._networks()]

@@ -79,7 +79,7 @@ class SkinDemo:
         lines = [f"### {entry.display_name}", entry.description, "",
                  f"- backbone `{info['backbone']}` ({info.get('pretrained', '?')}), "
                  f"{info.get('parameters') or classifier.model.count_params():,} parameters, input {height}x{width}",
-                 f"- source: `{entry.location}`"]
+                 f"- source: `{entry.location}`; runs on {classifier.runtime}"]
         test = info.get("metrics", {}).get("test")
         if test:
             lines += [f"- internal lesion-disjoint test split ({test['n']} images): balanced accuracy "

@@ -1,5 +1,7 @@
 """onnxruntime as the fast engine: same answers as Keras on real images, and Keras whenever it cannot be trusted."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -47,3 +49,17 @@ def test_runtime_can_be_pinned_to_keras(monkeypatch, registry_file):
     demo = SkinDemo(ModelStore(registry_file))
     assert demo.accelerate() == {}
     assert {clf.runtime for clf in demo.store.available.values()} == {"keras"}
+
+
+def test_model_info_says_what_runs_the_model(registry_file):
+    """A person reading the Model info tab can tell Keras from onnxruntime, and sees the test metrics."""
+    from skin_demo.registry import ModelStore
+    from skin_demo.service import SkinDemo
+
+    demo = SkinDemo(ModelStore(registry_file))
+    text, matrix = demo.model_info("tiny_a")
+    assert "runs on keras" in text and "balanced accuracy" in text
+    assert demo.accelerate() == {}
+    text, _ = demo.model_info("tiny_a")
+    assert "runs on onnxruntime" in text
+    assert Path(matrix).is_file()  # the confusion matrix picture from the model's own folder
