@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .classes import CLASSES
-from .images import fit_to_input
+from .images import fit_batch
 from .predict import Classifier
 
 
@@ -68,10 +68,7 @@ class TtaClassifier(_Composite):
         return [self.base]
 
     def __call__(self, images) -> np.ndarray:
-        images = np.asarray(images, dtype="float32")
-        images = images[None] if images.ndim == 3 else images
-        if images.shape[1:3] != self.input_size:
-            images = np.stack([fit_to_input(image, self.input_size) for image in images])
+        images = fit_batch(images, self.input_size)
         return np.mean([self.base(view) for view in dihedral_views(images)], axis=0)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import runtime
 from .calibration import apply_temperature
-from .images import fit_to_input, load_image
+from .images import fit_batch
 from .predict import Classifier
 
 FORMATS = ("tflite", "onnx")
@@ -120,16 +120,12 @@ class ExportedClassifier:
         self._run_one = run
 
     def raw_probabilities(self, images) -> np.ndarray:
-        images = np.asarray(images, dtype="float32")
-        images = images[None] if images.ndim == 3 else images
-        return np.concatenate([self._run_one(fit_to_input(image, self.input_size)[None]) for image in images])
+        return np.concatenate([self._run_one(image[None]) for image in fit_batch(images, self.input_size)])
 
     def __call__(self, images) -> np.ndarray:
         return apply_temperature(self.raw_probabilities(images), float(self.info.get("temperature", 1.0)))
 
-    def prepare(self, source) -> np.ndarray:
-        return fit_to_input(load_image(source), self.input_size)
-
+    prepare = Classifier.prepare
     predict = Classifier.predict
 
 

@@ -2,7 +2,7 @@
 
 `load_image` turns anything a person may hand us (path, bytes, PIL image, array) into an RGB uint8
 array or raises `ImageError` with a sentence fit to show them. `fit_to_input` is the one geometric
-preprocessing step between such an array and a model's input.
+preprocessing step between such an array and a model's input; `fit_batch` applies it to a batch.
 """
 
 from __future__ import annotations
@@ -175,3 +175,16 @@ def fit_to_input(image: np.ndarray, size) -> np.ndarray:
         pil = Image.fromarray(np.clip(image, 0, 255).astype("uint8"))
         image = np.asarray(pil.resize((width, height), Image.Resampling.BILINEAR))
     return image.astype("float32")
+
+
+def fit_batch(images, size) -> np.ndarray:
+    """One image or a batch -> float32 batch (n, height, width, 3) at `size`.
+
+    A float32 batch already at `size` comes back as the same object (classifiers recognise a batch
+    they have just answered for by identity)."""
+    images = np.asarray(images, dtype="float32")
+    if images.ndim == 3:
+        images = images[None]
+    if images.shape[1:3] != tuple(int(v) for v in size):
+        images = np.stack([fit_to_input(image, size) for image in images])
+    return images

@@ -17,7 +17,7 @@ import numpy as np
 
 from .calibration import apply_temperature
 from .classes import CLASSES
-from .images import fit_to_input, load_image
+from .images import fit_batch, fit_to_input, load_image
 from .modeling import load_model_folder
 
 BATCH = 64
@@ -94,11 +94,7 @@ class Classifier:
         return self._batched(self._pooled, images)
 
     def _batched(self, forward, images, batch: int = BATCH) -> np.ndarray:
-        images = np.asarray(images, dtype="float32")
-        if images.ndim == 3:
-            images = images[None]
-        if images.shape[1:3] != self.input_size:
-            images = np.stack([fit_to_input(image, self.input_size) for image in images])
+        images = fit_batch(images, self.input_size)
         starts = range(0, len(images), batch) or [0]  # an empty batch still gets its (0, width) answer
         return np.concatenate([forward(images[i:i + batch]) for i in starts])
 
