@@ -76,24 +76,22 @@ def benchmark(model_dir, n_images: int = 5, compare_dirs=(), compare_models: dic
             "stability": explain.stability(classifier, image),
             "auc": _faithfulness(classifier, image, result, seed + int(index)),
         })
+    averaged = ("lime_seconds", "seconds_keras_runtime", "seconds", "samples", "agreement", "stability")
     report = {
         "model": classifier.name,
         "input_size": list(classifier.input_size),
         "runtime": classifier.runtime if runtime_note is None else f"keras ({runtime_note})",
         "images": len(rows),
-        "lime_seconds": _mean([r["lime_seconds"] for r in rows]),
-        "seconds_keras_runtime": _mean([r["seconds_keras_runtime"] for r in rows]),
-        "seconds": _mean([r["seconds"] for r in rows]),
-        "samples": _mean([r["samples"] for r in rows]),
-        "agreement": _mean([r["agreement"] for r in rows]),
-        "stability": _mean([r["stability"] for r in rows]),
+        **{key: _mean([r[key] for r in rows]) for key in averaged},
         "auc": {method: {curve: _mean([r["auc"][method][curve] for r in rows]) for curve in ("deletion", "insertion")}
                 for method in rows[0]["auc"]},
         "per_image": rows,
     }
     report["speedup"] = report["lime_seconds"] / report["seconds"]
-    models = compare_models or ({classifier.name: classifier, **{
-        other.name: other for other in map(Classifier.from_folder, compare_dirs)}} if compare_dirs else {})
+    models = compare_models
+    if not models and compare_dirs:
+        others = [Classifier.from_folder(folder) for folder in compare_dirs]
+        models = {classifier.name: classifier, **{other.name: other for other in others}}
     if models:
         for model in models.values():
             model.accelerate()
@@ -101,7 +99,7 @@ def benchmark(model_dir, n_images: int = 5, compare_dirs=(), compare_models: dic
         views = [explain.compare(models, image, seed=seed) for image in images]
         report["compare"] = {
             "models": list(models),
-            "seconds": _mean([next(iter(v.values())).seconds for v in views]),
-            "samples": _mean([next(iter(v.values())).samples for v in views]),
+            "seconds": _mean([next(iter(v.values())).seconds for v in views]),  # the whole comparison
+            "samples": {name: _mean([v[name].samples for v in views]) for name in models},  # each stops on its own
         }
     return report

@@ -158,3 +158,15 @@ def test_cli_compares_two_models_and_writes_their_overlays(registry_file, test_i
         assert Image.open(r["overlay"]).size == (128, 96)
     assert main(["explain", str(tmp_path / "missing.jpg"), "--registry", str(registry_file)]) == 2
     assert main(["explain", image, "--model", "gone", "--registry", str(registry_file)]) == 2
+
+
+def test_benchmark_reports_lime_and_ours_from_the_same_run(tiny_model_dir, second_tiny_model_dir):
+    from skin_demo.explain_benchmark import benchmark
+
+    report = benchmark(tiny_model_dir, n_images=1, compare_dirs=[second_tiny_model_dir])
+    assert report["runtime"] == "onnxruntime" and report["images"] == 1
+    assert report["speedup"] == pytest.approx(report["lime_seconds"] / report["seconds"])
+    assert 300 <= report["samples"] <= 1000 and 0 <= report["agreement"] <= 1 and 0 <= report["stability"] <= 1
+    assert set(report["auc"]) == {"lime", "gradcam", "random"}
+    assert report["compare"]["models"] == ["tiny_v2", "tiny_v2_b"]
+    assert all(300 <= n <= 1000 for n in report["compare"]["samples"].values())
