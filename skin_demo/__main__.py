@@ -77,8 +77,8 @@ def _explain(args) -> None:
 
     demo = SkinDemo(ModelStore(args.registry, lazy=True))
     models = args.model or [next(iter(demo.store.entries))]
-    for name in models:
-        demo.store.get(name)  # ModelUnavailable (a ModelFolderError) -> one error line
+    for name in models:  # load only these (the store is lazy), so only they are converted to onnxruntime;
+        demo.store.get(name)  # an unavailable one raises ModelUnavailable -> one error line
     if args.method == "lime":
         demo.accelerate()
     probs, results = demo.compare(args.image, models, num_features=args.features, max_samples=args.max_samples,

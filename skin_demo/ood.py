@@ -72,8 +72,6 @@ class OodDetector:
                        float(arrays["residual_variance"]), threshold)
 
 
-
-
 class OodUnavailable(RuntimeError):
     """The model folder has no fitted detector (run `python -m skin_demo ood-fit --model FOLDER`)."""
 
