@@ -51,12 +51,18 @@ def labels(result) -> set[str]:
     return {item["label"] for item in result["confidences"]}
 
 
-def wait_until(condition, timeout: float, what: str) -> None:
+def wait_until(condition, timeout: float, what: str, state=lambda: "") -> None:
+    """Poll `condition`; on timeout the message includes `state()`, to tell a slow run from a lost request."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+            raise AssertionError(f"timed out after {timeout} s waiting until {what}; {state()}")
         time.sleep(0.05)
+
+
+def job_states(jobs) -> str:
+    """Each gradio_client job's queue status, and its exception once it has ended."""
+    return ", ".join(f"{job.status().code.name}" + (f" ({job.exception()!r})" if job.done() else "") for job in jobs)
 
 
 @pytest.fixture(scope="module")
@@ -179,9 +185,11 @@ def test_a_full_queue_answers_busy_at_once_and_loses_no_accepted_request(store, 
         client = launch(app)
         upload = handle_file(test_images["akiec"])
         running = [client.submit(upload, "tiny", api_name="/predict") for _ in range(ui.PREDICT_CONCURRENCY)]
-        wait_until(lambda: demo.running == ui.PREDICT_CONCURRENCY, 180, "every prediction slot is busy")
+        wait_until(lambda: demo.running == ui.PREDICT_CONCURRENCY, 180, "every prediction slot is busy",
+                   lambda: f"{demo.running} predictions entered; jobs: {job_states(running)}")
         waiting = [client.submit(upload, "tiny", api_name="/predict") for _ in range(2)]
-        wait_until(lambda: all(job.status().code == Status.IN_QUEUE for job in waiting), 120, "two requests wait")
+        wait_until(lambda: all(job.status().code == Status.IN_QUEUE for job in waiting), 120, "two requests wait",
+                   lambda: f"jobs: {job_states(waiting)}")
 
         start = time.monotonic()
         with pytest.raises(QueueError, match="Queue is full! Please try again."):
