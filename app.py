@@ -6,7 +6,7 @@ import signal
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from skin_demo.ui import build_app, launch  # noqa: E402
+from skin_demo.serving.ui import build_app, launch  # noqa: E402
 
 demo = build_app()
 

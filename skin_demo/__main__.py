@@ -1,4 +1,8 @@
-"""Command line: python -m skin_demo {train,evaluate,predict,explain,push,models,...} ... (see --help of each)."""
+"""Command line: python -m skin_demo {train,evaluate,predict,explain,push,models,...} ... (see --help of each).
+
+Each command imports its own part of the package when it runs: TensorFlow, Gradio and lime take
+seconds to import, and `--help` or a wrong argument should answer at once.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,55 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from .images import ImageError  # noqa: E402  (light: Pillow and numpy only)
+from .model_folder import INFO_FILE, ModelFolderError  # noqa: E402
+
 
 class UserError(Exception):
     """A problem the user can fix; printed as one line, exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that states a wrong argument in one line (exit code 2) instead of the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message.rstrip('.')} (see {self.prog} --help).\n")
+
+
+def _existing(kind: str):
+    """argparse type: a path that must exist as a 'file' or a 'folder'."""
+    def check(value: str) -> str:
+        path = Path(value)
+        if (path.is_file() if kind == "file" else path.is_dir()):
+            return value
+        if path.exists():
+            other = "folder" if kind == "file" else "file"
+            raise argparse.ArgumentTypeError(f"{value} is a {other}, not a {kind}")
+        raise argparse.ArgumentTypeError(f"{value} does not exist")
+    return check
+
+
+def _writable(kind: str):
+    """argparse type: where to write a 'folder' (made if missing) or a 'file' (in an existing folder), or
+    'file-or-folder' (a file, or an existing folder to write into)."""
+    def check(value: str) -> str:
+        path = Path(value)
+        if kind == "folder" and path.exists() and not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{value} is a file; give a folder to write into")
+        if kind == "file" and path.is_dir():
+            raise argparse.ArgumentTypeError(f"{value} is a folder; give a file name")
+        if kind != "folder" and not path.is_dir() and not path.parent.is_dir():
+            raise argparse.ArgumentTypeError(f"cannot write {value}: the folder {path.parent} does not exist")
+        return value
+    return check
+
+
+MODEL_FOLDER, FOLDER, FILE = _existing("folder"), _existing("folder"), _existing("file")
+
+
 def _train(args) -> None:
-    from .train import TrainConfig, train
+    from .training.factory import WeightsUnavailable
+    from .training.train import TrainConfig, train
 
     config = TrainConfig(
         backbone=args.backbone, out=args.out, img_size=tuple(args.img_size) if args.img_size else None,
@@ -24,12 +70,16 @@ def _train(args) -> None:
         optimizer=args.optimizer, head_lr=args.head_lr, lr=args.lr, unfreeze=args.unfreeze,
         from_scratch=args.from_scratch, init_from=args.init_from, strategy=args.strategy, seed=args.seed, data_dir=args.data,
         limit=args.limit, patience=args.patience, label_smoothing=args.label_smoothing, dropout=args.dropout)
-    train(config)
+    try:
+        train(config)
+    except WeightsUnavailable as exc:
+        raise UserError(str(exc)) from None
 
 
 def _evaluate(args) -> None:
-    from .evaluate import evaluate_images, fmt, save_plots
-    from .predict import Classifier
+    from .metrics import fmt
+    from .serving.classifier import Classifier
+    from .training.evaluate import evaluate_images, save_plots
 
     classifier = Classifier.from_folder(args.model)
     result, y_true, probs = evaluate_images(classifier, args.images, args.metadata)
@@ -47,8 +97,7 @@ def _evaluate(args) -> None:
 def _predict(args) -> int:
     """Results for every readable image; an unreadable one gets its own error line and exit code 2 at the end."""
     from .classes import display_name
-    from .images import ImageError
-    from .predict import Classifier
+    from .serving.classifier import Classifier
 
     classifier = Classifier.from_folder(args.model)
     status = 0
@@ -72,8 +121,8 @@ def _explain(args) -> None:
     """The app's Explain and Compare: probabilities and an overlay PNG per model for one image."""
     from PIL import Image
 
-    from .registry import ModelStore
-    from .service import SkinDemo
+    from .serving.service import SkinDemo
+    from .serving.store import ModelStore
 
     demo = SkinDemo(ModelStore(args.registry, lazy=True))
     models = args.model or [next(iter(demo.store.entries))]
@@ -98,7 +147,7 @@ def _explain(args) -> None:
 
 
 def _push(args) -> None:
-    from .registry import HubError, push
+    from .training.publish import HubError, push
 
     try:
         sha = push(args.model, args.repo, revision=args.revision, private=args.private)
@@ -110,7 +159,7 @@ def _push(args) -> None:
 
 
 def _models(args) -> None:
-    from .registry import ModelStore
+    from .serving.store import ModelStore
 
     store = ModelStore(args.registry)
     for name, entry in store.entries.items():
@@ -122,11 +171,12 @@ def _models(args) -> None:
 
 
 def _benchmark(args) -> None:
-    from .benchmark import benchmark_rows, composite_rows, render_table, write_into_readme
+    from .bench.models import benchmark_rows, composite_rows, render_table, write_into_readme
 
-    rows = benchmark_rows(args.weights) + composite_rows(args.registry)
+    rows = benchmark_rows(args.weights)
     if not rows:
         raise UserError(f"No model folders under {args.weights}.")
+    rows += composite_rows(args.registry)
     table = render_table(rows)
     print(table)
     if args.readme:
@@ -137,12 +187,11 @@ def _benchmark(args) -> None:
 
 
 def _benchmark_explain(args) -> None:
-    from .explain_benchmark import benchmark
+    from .bench.explanations import benchmark
+    from .serving.store import ModelStore
 
     served = None
     if args.compare_served:
-        from .registry import ModelStore
-
         served = ModelStore(args.registry).available
     report = benchmark(args.model, n_images=args.images, compare_dirs=args.compare or (), compare_models=served)
     if args.json:
@@ -157,25 +206,25 @@ def _benchmark_explain(args) -> None:
 
 
 def _calibrate(args) -> None:
-    from .calibration import calibrate
+    from .training.calibrate import calibrate
 
     info = calibrate(args.model)
     for split in ("val", "test"):
-        c = info["metrics"][f"{split}_calibrated"]
+        c = info.metrics[f"{split}_calibrated"]
         print(f"{split}: ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}, NLL {c['nll_before']:.4f} -> "
               f"{c['nll_after']:.4f} (n={c['n']})")
-    print(f"temperature {info['temperature']} written to {args.model}/skin_demo.json")
+    print(f"temperature {info.temperature} written to {args.model}/{INFO_FILE}")
 
 
 def _ood_fit(args) -> None:
-    from .ood import fit_ood
+    from .training.fit_ood import fit_ood
 
     record = fit_ood(args.model)
     print(json.dumps(record, indent=2))
 
 
 def _export(args) -> None:
-    from .export import compare_with_keras, export
+    from .training.export import compare_with_keras, export
 
     path = export(args.model, args.format, quantization=args.quantization, out=args.out)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)", file=sys.stderr)
@@ -184,21 +233,21 @@ def _export(args) -> None:
 
 
 def _eda(args) -> None:
-    from .eda import write_eda_plots
+    from .training.eda import write_eda_plots
 
     for path in write_eda_plots(args.out, args.data):
         print(path)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .backbones import BACKBONES
+    from .training.backbones import BACKBONES
 
-    parser = argparse.ArgumentParser(prog="python -m skin_demo", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="python -m skin_demo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="two-phase transfer learning on HAM10000")
     p.add_argument("--backbone", required=True, choices=sorted(BACKBONES))
-    p.add_argument("--out", required=True, help="model folder to write, e.g. weights/mobilenet_v2")
+    p.add_argument("--out", required=True, type=_writable("folder"), help="model folder to write, e.g. weights/mobilenet_v2")
     p.add_argument("--img-size", nargs=2, type=int, metavar=("H", "W"))
     p.add_argument("--head-epochs", type=int, default=3)
     p.add_argument("--epochs", type=int, default=12, help="fine-tuning epochs (all epochs with --from-scratch)")
@@ -212,65 +261,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--patience", type=int, default=4)
     p.add_argument("--from-scratch", action="store_true", help="random initial weights, one phase")
-    p.add_argument("--init-from", metavar="FOLDER", help="continue training from a model folder's weights "
+    p.add_argument("--init-from", metavar="FOLDER", type=MODEL_FOLDER, help="continue training from a model folder's weights "
                    "(same backbone and input size; use --head-epochs 0)")
     p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", help="HAM10000 folder (default $SKIN_DEMO_DATA or ../shared/data/ham10000)")
+    p.add_argument("--data", type=FOLDER, help="HAM10000 folder (default $SKIN_DEMO_DATA or ../shared/data/ham10000)")
     p.add_argument("--limit", type=int, help="use at most N images per class and split (smoke tests)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="score a model folder on labelled images")
-    p.add_argument("--model", required=True)
-    p.add_argument("--images", required=True, help="folder of images named <image_id>.<ext>")
-    p.add_argument("--metadata", required=True, help="CSV with image_id and dx columns")
-    p.add_argument("--out", help="folder for confusion matrix and ROC plots")
+    p.add_argument("--model", required=True, type=MODEL_FOLDER)
+    p.add_argument("--images", required=True, type=FOLDER, help="folder of images named <image_id>.<ext>")
+    p.add_argument("--metadata", required=True, type=FILE, help="CSV with image_id and dx columns")
+    p.add_argument("--out", type=_writable("folder"), help="folder for confusion matrix and ROC plots")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("predict", help="class probabilities for image files")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, type=MODEL_FOLDER)
     p.add_argument("images", nargs="+")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("explain", help="LIME or Grad-CAM overlays of one image for one or more registry models")
-    p.add_argument("image")
+    p.add_argument("image", type=FILE)
     p.add_argument("--model", action="append", help="registry model name; repeat to compare (default: the first)")
     p.add_argument("--method", choices=["lime", "gradcam"], default="lime")
     p.add_argument("--features", type=int, default=5, help="superpixels to highlight")
     p.add_argument("--max-samples", type=int, default=1000, help="LIME's cap on perturbed samples")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=".", help="folder for the overlay PNGs")
-    p.add_argument("--registry", help="registry JSON (default $SKIN_DEMO_REGISTRY, else the bundled one)")
+    p.add_argument("--out", default=".", type=_writable("folder"), help="folder for the overlay PNGs")
+    p.add_argument("--registry", type=FILE, help="registry JSON (default $SKIN_DEMO_REGISTRY, else the bundled one)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_explain)
 
     p = sub.add_parser("benchmark", help="size, speed and test metrics of every model under weights/")
-    p.add_argument("--weights", default="weights")
-    p.add_argument("--registry", help="registry whose TTA/ensemble entries are scored too (default: bundled)")
-    p.add_argument("--readme", help="write the table into this README between the benchmark markers")
+    p.add_argument("--weights", default="weights", type=FOLDER)
+    p.add_argument("--registry", type=FILE, help="registry whose TTA/ensemble entries are scored too (default: bundled)")
+    p.add_argument("--readme", type=_writable("file"), help="write the table into this README between the benchmark markers")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_benchmark)
 
     p = sub.add_parser("benchmark-explain", help="fast LIME vs lime's reference path on real test images")
-    p.add_argument("--model", required=True, help="model folder, e.g. weights/mobilenet_v2")
+    p.add_argument("--model", required=True, type=MODEL_FOLDER, help="model folder, e.g. weights/mobilenet_v2")
     p.add_argument("--images", type=int, default=5, help="number of test-split images")
     compared = p.add_mutually_exclusive_group()
-    compared.add_argument("--compare", nargs="+", metavar="MODEL", help="more model folders for the compare-mode timing")
+    compared.add_argument("--compare", nargs="+", metavar="MODEL", type=MODEL_FOLDER, help="more model folders for the compare-mode timing")
     compared.add_argument("--compare-served", action="store_true", help="time compare mode with every model the "
                           "registry serves (TTA and ensembles included)")
-    p.add_argument("--registry", help="with --compare-served: registry JSON (default: the bundled one)")
+    p.add_argument("--registry", type=FILE, help="with --compare-served: registry JSON (default: the bundled one)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_benchmark_explain)
 
     p = sub.add_parser("eda", help="plots of the HAM10000 metadata and the split")
-    p.add_argument("--out", default="docs/eda")
-    p.add_argument("--data", help="HAM10000 folder")
+    p.add_argument("--out", default="docs/eda", type=_writable("folder"))
+    p.add_argument("--data", type=FOLDER, help="HAM10000 folder")
     p.set_defaults(func=_eda)
 
     p = sub.add_parser("push", help="publish a model folder to the Hugging Face Hub; prints the commit sha to pin")
-    p.add_argument("--model", required=True, help="model folder, e.g. weights/mobilenet_v2")
+    p.add_argument("--model", required=True, type=MODEL_FOLDER, help="model folder, e.g. weights/mobilenet_v2")
     p.add_argument("--repo", required=True, help="Hub repo owner/name (created if missing; token from HF_TOKEN "
                    "or `hf auth login`)")
     p.add_argument("--revision", help="branch to commit to (default main)")
@@ -279,44 +328,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help="fit temperature scaling on the validation split; writes skin_demo.json, "
                        "the reliability diagram and the model card")
-    p.add_argument("--model", required=True, help="model folder, e.g. weights/mobilenet_v2")
+    p.add_argument("--model", required=True, type=MODEL_FOLDER, help="model folder, e.g. weights/mobilenet_v2")
     p.set_defaults(func=_calibrate)
 
     p = sub.add_parser("ood-fit", help="fit the out-of-distribution warning (training features, validation "
                        "threshold) and score it on test lesions vs non-lesion images")
-    p.add_argument("--model", required=True, help="model folder, e.g. weights/mobilenet_v2")
+    p.add_argument("--model", required=True, type=MODEL_FOLDER, help="model folder, e.g. weights/mobilenet_v2")
     p.set_defaults(func=_ood_fit)
 
     p = sub.add_parser("export", help="export a model folder to TFLite (float or int8) or ONNX")
-    p.add_argument("--model", required=True, help="model folder, e.g. weights/mobilenet_v2")
+    p.add_argument("--model", required=True, type=MODEL_FOLDER, help="model folder, e.g. weights/mobilenet_v2")
     p.add_argument("--format", required=True, choices=["tflite", "onnx"])
     quantization = p.add_mutually_exclusive_group()
     quantization.add_argument("--int8", dest="quantization", action="store_const", const="int8",
                               help="full integer quantisation, ranges from training-split images (TFLite only)")
     quantization.add_argument("--int8-weights", dest="quantization", action="store_const", const="int8-weights",
                               help="int8 weights, float activations: as small, more accurate (TFLite only)")
-    p.add_argument("--out", help="file to write (default: inside the model folder)")
+    p.add_argument("--out", type=_writable("file-or-folder"), help="file to write, or a folder to write it into "
+                   "(default: the model folder)")
     p.add_argument("--evaluate", action="store_true", help="compare size, latency and test balanced accuracy "
                    "with the Keras model")
     p.add_argument("--limit", type=int, help="with --evaluate: score this many random test images only")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("models", help="list the registry's models, and why any is unavailable")
-    p.add_argument("--registry", help="registry JSON (default $SKIN_DEMO_REGISTRY, else the bundled one)")
+    p.add_argument("--registry", type=FILE, help="registry JSON (default $SKIN_DEMO_REGISTRY, else the bundled one)")
     p.set_defaults(func=_models)
     return parser
 
 
 def main(argv=None) -> int:
-    from .evaluate import EvaluationError
-    from .images import ImageError
-    from .modeling import ModelFolderError, WeightsUnavailable
-
-    args = build_parser().parse_args(argv)
+    """Run one command; a problem the user can fix is one line on stderr and exit code 2, never a traceback."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or an argument argparse refused (already said in one line)
+        return exit_.code
     try:
         status = args.func(args)
-    except (UserError, ImageError, EvaluationError, ModelFolderError, WeightsUnavailable, ValueError) as exc:
+    except (UserError, ImageError, ModelFolderError, ValueError) as exc:  # ValueError: RegistryError, data errors
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path that passed the checks but still cannot be read or written
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -1,4 +1,4 @@
-"""The seven HAM10000 diagnoses: the one place that fixes their order and names."""
+"""The seven HAM10000 diagnoses: the one place that fixes their order and names, and what we say about them."""
 
 CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 
@@ -14,6 +14,10 @@ FULL_NAMES = {
 
 # Malignant or pre-malignant diagnoses (akiec includes Bowen's disease, an in-situ carcinoma).
 MALIGNANT = frozenset({"akiec", "bcc", "mel"})
+
+# Shown in the app, the README and every model card.
+DISCLAIMER = ("Research and teaching aid only. Not a medical device and not a diagnosis: "
+              "see a dermatologist about any skin lesion that worries you.")
 
 
 def display_name(code: str) -> str:

@@ -40,6 +40,8 @@ def _open(source) -> Image.Image:
         return source.copy()  # load_image works in place; the caller's image stays as it was
     if isinstance(source, (str, Path)):
         path = Path(source)
+        if path.is_dir():
+            raise ImageError(f"{path.name} is a folder, not an image file.")
         if not path.is_file():
             raise ImageError(f"File not found: {path.name}.")
         size = path.stat().st_size
@@ -188,3 +190,8 @@ def fit_batch(images, size) -> np.ndarray:
     if images.shape[1:3] != tuple(int(v) for v in size):
         images = np.stack([fit_to_input(image, size) for image in images])
     return images
+
+
+def load_fitted(source, size) -> np.ndarray:
+    """Any image source -> float32 (height, width, 3) at a model's input size: what every model is given."""
+    return fit_to_input(load_image(source), size)

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Install Debian's Chromium for tests/test_browser.py and tests/screenshot.py (idempotent; needs root).
+# Install Debian's Chromium for tests/integration/test_browser.py and tools/screenshot.py (idempotent; needs root).
 # Playwright drives this system browser; its own browser download (`playwright install`) is never used.
 set -eu
 

@@ -1,0 +1,1 @@
+"""Benchmarks that print numbers and ratios against a reference measured in the same run."""

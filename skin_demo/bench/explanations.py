@@ -1,0 +1,105 @@
+"""Measure the fast explainer against lime's reference path, in the same run on the same images.
+
+`python -m skin_demo benchmark-explain --model weights/mobilenet_v2 [--images N] [--compare DIR ... | --compare-served] [--json]`
+
+lime's reference runs the Keras model (the compiled call, as users pass it to lime); ours runs the
+same model through onnxruntime when `Classifier.accelerate` allows, and is also timed on Keras so the
+report separates what the runtime buys from what the algorithm buys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+
+import numpy as np
+from lime.lime_image import LimeImageExplainer
+
+from ..explain import faithfulness, gradcam, lime
+from ..serving.classifier import Classifier
+from ..training import data
+
+
+def _lime_default_seconds(classifier, image) -> float:
+    """lime's reference path as users call it: LimeImageExplainer defaults (quickshift, 1000 samples)."""
+    start = time.perf_counter()
+    with contextlib.redirect_stderr(io.StringIO()):  # lime 0.2.0.1's tqdm bar has no off switch
+        LimeImageExplainer().explain_instance(image, classifier)
+    return time.perf_counter() - start
+
+
+def _faithfulness(classifier, image, result, seed: int) -> dict[str, dict[str, float]]:
+    """Deletion/insertion AUC of the LIME, Grad-CAM and a random superpixel ranking."""
+    segments = result.segments
+    rankings = {
+        "lime": np.argsort(-result.weights[result.label], kind="stable"),
+        "gradcam": faithfulness.ranking_from_heatmap(segments, gradcam.gradcam(classifier, image, result.label)),
+        "random": np.random.default_rng(seed).permutation(int(segments.max()) + 1),
+    }
+    return {name: faithfulness.deletion_insertion_auc(classifier, image, segments, ranking, result.label)
+            for name, ranking in rankings.items()}
+
+
+def _mean(values) -> float:
+    return float(np.mean(values))
+
+
+def benchmark(model_dir, n_images: int = 5, compare_dirs=(), compare_models: dict | None = None,
+              seed: int = 0) -> dict:
+    """Timings, samples, agreement, stability and faithfulness averaged over real test images.
+
+    Compare mode times `compare_models` (name -> classifier, e.g. every served model) or, else, the
+    model with the `compare_dirs` folders."""
+    keras_classifier = Classifier.from_folder(model_dir)
+    classifier = Classifier.from_folder(model_dir)
+    runtime_note = classifier.accelerate()
+    paths, _ = data.labelled_split("test")
+    chosen = np.random.default_rng(seed).choice(len(paths), n_images, replace=False)
+    images = [classifier.prepare(paths[i]) for i in chosen]
+    for warm in (classifier, keras_classifier):
+        lime.explain(warm, images[0], max_samples=100)  # trace the forward passes once
+    rows = []
+    for index, image in zip(chosen, images):
+        lime_seconds = _lime_default_seconds(keras_classifier, image)
+        keras_seconds = lime.explain(keras_classifier, image, seed=seed).seconds
+        result = lime.explain(classifier, image, seed=seed)
+        reference = faithfulness.lime_reference(classifier, image, result.segments, result.label, seed=seed,
+                                           batch_size=128)
+        rows.append({
+            "image": str(paths[index]),
+            "lime_seconds": lime_seconds,
+            "seconds_keras_runtime": keras_seconds,
+            "seconds": result.seconds,
+            "samples": result.samples,
+            "agreement": faithfulness.agreement(result, reference),
+            "stability": faithfulness.stability(classifier, image),
+            "auc": _faithfulness(classifier, image, result, seed + int(index)),
+        })
+    averaged = ("lime_seconds", "seconds_keras_runtime", "seconds", "samples", "agreement", "stability")
+    report = {
+        "model": classifier.name,
+        "input_size": list(classifier.input_size),
+        "runtime": classifier.runtime if runtime_note is None else f"keras ({runtime_note})",
+        "images": len(rows),
+        **{key: _mean([r[key] for r in rows]) for key in averaged},
+        "auc": {method: {curve: _mean([r["auc"][method][curve] for r in rows]) for curve in ("deletion", "insertion")}
+                for method in rows[0]["auc"]},
+        "per_image": rows,
+    }
+    report["speedup"] = report["lime_seconds"] / report["seconds"]
+    models = compare_models
+    if not models and compare_dirs:
+        others = [Classifier.from_folder(folder) for folder in compare_dirs]
+        models = {classifier.name: classifier, **{other.name: other for other in others}}
+    if models:
+        for model in models.values():
+            model.accelerate()
+            model(images[0][None])  # trace before timing
+        views = [lime.compare(models, image, seed=seed) for image in images]
+        report["compare"] = {
+            "models": list(models),
+            "seconds": _mean([next(iter(v.values())).seconds for v in views]),  # the whole comparison
+            "samples": {name: _mean([v[name].samples for v in views]) for name in models},  # each stops on its own
+        }
+    return report

@@ -1,0 +1,1 @@
+"""Explanations of any image-batch -> probabilities function: LIME (fast), Grad-CAM, and how faithful they are."""

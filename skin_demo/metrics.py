@@ -1,0 +1,71 @@
+"""Classification metrics over the 7 classes (scikit-learn), and the calibration error scikit-learn lacks."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics
+
+from .classes import CLASSES
+
+
+def reliability_bins(y_true, probs, bins: int = 15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width confidence bin: mean top-label confidence, accuracy, share of images (NaN when empty)."""
+    probs = np.asarray(probs)
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == np.asarray(y_true)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    mean_confidence, accuracy, share = np.full(bins, np.nan), np.full(bins, np.nan), np.zeros(bins)
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            mean_confidence[b], accuracy[b], share[b] = confidence[in_bin].mean(), correct[in_bin].mean(), in_bin.mean()
+    return mean_confidence, accuracy, share
+
+
+def expected_calibration_error(y_true, probs, bins: int = 15) -> float:
+    """Top-label ECE with equal-width confidence bins (scikit-learn has no ECE)."""
+    mean_confidence, accuracy, share = reliability_bins(y_true, probs, bins)
+    return float(np.nansum(share * np.abs(accuracy - mean_confidence)))
+
+
+def fmt(value, spec: str = ".4f") -> str:
+    """Format a metric that may be None (e.g. AUC with a single class present)."""
+    return "–" if value is None else format(value, spec)
+
+
+def compute_metrics(y_true, probs) -> dict:
+    """Accuracy, balanced accuracy, macro AUC, per-class precision/recall/specificity/F1/AUC, ECE."""
+    y_true = np.asarray(y_true)
+    probs = np.asarray(probs, dtype="float64")
+    probs = probs / probs.sum(axis=1, keepdims=True)  # float32 softmax rows may sum to 1 +- 1e-7
+    y_pred = probs.argmax(axis=1)
+    labels = list(range(len(CLASSES)))
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    per_label = metrics.multilabel_confusion_matrix(y_true, y_pred, labels=labels)
+    present = np.unique(y_true)
+    per_class = {}
+    aucs = []
+    for i, code in enumerate(CLASSES):
+        tn, fp = per_label[i][0]
+        auc = None
+        if 0 < (y_true == i).sum() < len(y_true):
+            auc = float(metrics.roc_auc_score(y_true == i, probs[:, i]))
+            aucs.append(auc)
+        per_class[code] = {
+            "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+            "specificity": float(tn / (tn + fp)) if tn + fp else None, "auc": auc, "support": int(support[i]),
+        }
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(metrics.balanced_accuracy_score(y_true, y_pred)) if len(present) else None,
+        "macro_auc": float(np.mean(aucs)) if aucs else None,
+        "macro_f1": float(metrics.f1_score(y_true, y_pred, labels=list(present), average="macro", zero_division=0)),
+        "log_loss": float(metrics.log_loss(y_true, np.clip(probs, 1e-7, 1), labels=labels)),
+        "ece": expected_calibration_error(y_true, probs),
+        "per_class": per_class,
+        "confusion_matrix": metrics.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "classes": list(CLASSES),
+    }

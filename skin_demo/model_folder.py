@@ -1,0 +1,196 @@
+"""The model folder: the one definition of its files, of skin_demo.json (`ModelInfo`) and of its safety checks.
+
+A folder is the layout Keras writes for the Hugging Face Hub (config.json, model.weights.h5,
+metadata.json) plus skin_demo.json (what the network is, how it was trained, its metrics, its
+calibration and OOD threshold) and README.md (the model card, rendered from skin_demo.json by
+`training.card`). Training writes folders; serving only reads them, after `check_safe_folder`
+(required files, no pickles, no Lambda layers, optional pinned digests), with
+`keras.saving.load_model(folder, safe_mode=True)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .classes import CLASSES
+
+INFO_FILE = "skin_demo.json"
+KERAS_FILES = ("config.json", "model.weights.h5", "metadata.json")
+REQUIRED_FILES = (*KERAS_FILES, INFO_FILE)
+WEIGHTS_FILE = "model.weights.h5"
+CARD_FILE = "README.md"
+CONFUSION_MATRIX_FILE = "confusion_matrix_normalized.png"
+OOD_FILE = "ood.npz"  # the OOD detector's arrays (plain numpy, no pickle)
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".dill")
+
+
+class ModelFolderError(RuntimeError):
+    """A model folder is missing files or is not loadable safely; the message says which and why."""
+
+
+@dataclass
+class ModelInfo:
+    """skin_demo.json. Metrics per split are `metrics.compute_metrics` dicts ("val", "test") plus the
+    calibration record of each ("val_calibrated", "test_calibrated")."""
+
+    name: str
+    backbone: str
+    input_size: tuple[int, int]  # (height, width) of the network's input
+    classes: tuple[str, ...] = CLASSES
+    input: str = "RGB pixels 0-255, float32; preprocessing is inside the model"
+    last_conv_layer: str | None = None  # Grad-CAM's layer and the OOD detector's features
+    pretrained: str = "?"
+    parameters: int = 0
+    training: dict = field(default_factory=dict)  # the TrainConfig of the run
+    training_seconds: float = 0.0
+    epochs_run: int = 0
+    history: list = field(default_factory=list)  # per epoch: training logs and validation scores
+    continued_from: list = field(default_factory=list)  # earlier runs this one continued, oldest first
+    split_file: str | None = None
+    split_sha256: str | None = None
+    environment: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    temperature: float | None = None  # fitted on validation by training.calibrate; None = uncalibrated
+    ood: dict | None = None  # the OOD detector's threshold and how it was scored (training.fit_ood)
+    members: tuple[str, ...] = ()  # an ensemble's member names (composite classifiers only)
+    tta: str | None = None  # how test-time augmentation averages (composite classifiers only)
+
+    # written only when set, so a folder's skin_demo.json reads back and writes out unchanged
+    _OPTIONAL = ("continued_from", "temperature", "ood", "members", "tta")
+
+    def __post_init__(self):
+        self.input_size = tuple(int(v) for v in self.input_size)
+        self.classes = tuple(self.classes)
+        self.members = tuple(self.members)
+
+    @property
+    def test_metrics(self) -> dict:
+        return self.metrics.get("test") or {}
+
+    @property
+    def served_temperature(self) -> float:
+        return 1.0 if self.temperature is None else float(self.temperature)
+
+    @property
+    def total_training_seconds(self) -> float:
+        """This run and every run it continued."""
+        return (self.training_seconds or 0) + sum(run.get("training_seconds") or 0 for run in self.continued_from)
+
+    def replace(self, **changes) -> "ModelInfo":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        for key in self._OPTIONAL:
+            if data[key] in (None, [], ()):
+                del data[key]
+        data["input_size"], data["classes"] = list(self.input_size), list(self.classes)
+        if "members" in data:
+            data["members"] = list(self.members)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "skin_demo.json") -> "ModelInfo":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ModelFolderError(f"{where} has unknown field(s) {', '.join(unknown)}.")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as exc:
+            raise ModelFolderError(f"{where} is incomplete or malformed: {exc}") from None
+
+    @classmethod
+    def read(cls, folder) -> "ModelInfo":
+        path = Path(folder) / INFO_FILE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelFolderError(f"Model folder {folder} is missing {INFO_FILE}.") from None
+        except (OSError, ValueError) as exc:
+            raise ModelFolderError(f"{path} is not readable JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ModelFolderError(f"{path} is not a JSON object.")
+        return cls.from_dict(data, str(path))
+
+    def write(self, folder) -> Path:
+        path = Path(folder) / INFO_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        return path
+
+
+def check_model_folder(folder) -> Path:
+    """The folder, once it is a directory holding every required file."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        what = "is a file, not a model folder" if folder.is_file() else "does not exist"
+        raise ModelFolderError(f"Model folder {folder} {what}.")
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ModelFolderError(f"Model folder {folder} is missing {', '.join(missing)}.")
+    return folder
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _lambda_layers(config) -> list[str]:
+    """Names of layers whose class is a Lambda (code in the config), anywhere in a Keras config."""
+    found = []
+    if isinstance(config, dict):
+        if "lambda" in str(config.get("class_name", "")).lower():
+            found.append(str(config.get("config", {}).get("name", config["class_name"])))
+        for value in config.values():
+            found += _lambda_layers(value)
+    elif isinstance(config, list):
+        for value in config:
+            found += _lambda_layers(value)
+    return found
+
+
+def check_safe_folder(folder, sha256: dict[str, str] | None = None) -> Path:
+    """The folder, once it has the required files, no pickle-style files, no Lambda layers and matching digests."""
+    folder = check_model_folder(folder)
+    pickles = sorted(p.name for p in folder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    if pickles:
+        raise ModelFolderError(f"Model folder {folder} contains pickle-style files ({', '.join(pickles)}); "
+                               "refusing it because loading those can run code.")
+    try:
+        lambdas = _lambda_layers(json.loads((folder / "config.json").read_text()))
+    except ValueError as exc:
+        raise ModelFolderError(f"config.json in {folder} is not valid JSON: {exc}") from exc
+    if lambdas:
+        raise ModelFolderError(f"Model in {folder} has Lambda layers ({', '.join(lambdas)}); refusing it because "
+                               "they carry code.")
+    for filename, expected in (sha256 or {}).items():
+        if not (folder / filename).is_file():
+            raise ModelFolderError(f"Model folder {folder} has no {filename} to check against its sha256.")
+        actual = file_sha256(folder / filename)
+        if actual != expected:
+            raise ModelFolderError(f"{filename} has sha256 {actual[:16]}..., the registry expects "
+                                   f"{expected[:16]}...: the file is not the one that was pinned.")
+    return folder
+
+
+def load_model_folder(folder) -> tuple[object, ModelInfo]:
+    """(keras model, info) from a model folder, loaded with safe_mode=True (no code runs on load)."""
+    import keras  # deferred: reading and checking folders (registry listings, cards) needs no TensorFlow
+
+    folder = check_model_folder(folder)
+    info = ModelInfo.read(folder)
+    if info.classes != CLASSES:
+        raise ModelFolderError(f"Model in {folder} predicts {list(info.classes)}, expected {list(CLASSES)}.")
+    try:
+        model = keras.saving.load_model(str(folder), compile=False, safe_mode=True)
+    except Exception as exc:
+        raise ModelFolderError(f"Model in {folder} could not be loaded safely: {exc}") from exc
+    return model, info

@@ -1,0 +1,104 @@
+"""The model card (README.md of a model folder), written from skin_demo.json so the numbers have one source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..classes import CLASSES, DISCLAIMER, FULL_NAMES
+from ..model_folder import CARD_FILE, CONFUSION_MATRIX_FILE, ModelInfo
+
+
+def _model_index(name: str, test: dict) -> list[str]:
+    lines = ["model-index:", f"- name: {name}", "  results:", "  - task:", "      type: image-classification",
+             "    dataset:", "      name: HAM10000 (lesion-disjoint internal test split)", "      type: ham10000",
+             "    metrics:"]
+    for key, label in (("balanced_accuracy", "balanced accuracy"), ("macro_auc", "macro AUC (one vs rest)"),
+                       ("accuracy", "accuracy"), ("macro_f1", "macro F1")):
+        if test.get(key) is not None:
+            lines += [f"    - type: {key}", f"      value: {test[key]:.4f}", f"      name: {label}"]
+    return lines
+
+
+def _trust_sections(info: ModelInfo) -> list[str]:
+    """Calibration (temperature, ECE/NLL before and after, reliability diagram) and the OOD warning."""
+    lines = []
+    if info.temperature is not None:
+        lines += ["## Calibration", "",
+                  f"Temperature scaling fitted on the validation split: T = {info.temperature:.3f} "
+                  "(applied by `skin_demo.serving.classifier.Classifier`; the Keras model outputs the uncalibrated softmax).", "",
+                  "| split | n | ECE before | ECE after | NLL before | NLL after |", "|---|---|---|---|---|---|"]
+        for split in ("val", "test"):
+            c = info.metrics.get(f"{split}_calibrated")
+            if c:
+                lines.append(f"| {split} | {c['n']} | {c['ece_before']:.4f} | {c['ece_after']:.4f} | "
+                             f"{c['nll_before']:.4f} | {c['nll_after']:.4f} |")
+        lines += ["", "![reliability diagram](reliability_diagram.png)", ""]
+    ood = info.ood
+    if ood:
+        lines += ["## Out-of-distribution warning", "",
+                  f"{ood['method']}. Threshold {ood['threshold']:.1f} lets {ood['coverage']:.0%} of validation "
+                  f"lesions pass; {ood['test_lesions_flagged']:.1%} of test lesions are flagged. On a held-out mix of "
+                  f"{ood['non_lesion_images']} non-lesion images (photos, crops, noise, text, flat colours, "
+                  f"screenshots) {ood['non_lesions_flagged']:.1%} are flagged; AUROC against test lesions "
+                  f"{ood['auroc']:.3f}.", ""]
+    return lines
+
+
+def render_model_card(info: ModelInfo) -> str:
+    metrics = info.metrics
+    test = info.test_metrics
+    front = ["---", "library_name: keras", "license: cc-by-nc-sa-4.0", "pipeline_tag: image-classification",
+             "tags:", "- skin-lesion", "- dermatoscopy", "- ham10000", f"- {info.backbone}",
+             "datasets:", "- ham10000"]
+    if test:
+        front += _model_index(info.name, test)
+    front.append("---")
+    h, w = info.input_size
+    training = info.training
+    body = [
+        f"# {info.name}: {info.backbone} skin-lesion classifier (HAM10000, 7 classes)", "",
+        f"> {DISCLAIMER}", "",
+        f"Backbone `{info.backbone}` ({info.pretrained} initialisation), {info.parameters:,} "
+        f"parameters. Input: RGB pixels 0-255 at {h}x{w} (height x width); preprocessing is inside the model. "
+        f"Output: softmax over `{', '.join(CLASSES)}`.", "",
+        "```python", "import keras", f'model = keras.saving.load_model("{info.name}", safe_mode=True)',
+        f"probs = model.predict(images_rgb_0_255_{h}x{w})", "```", "",
+        "## Training", "",
+        f"Trained by `python -m skin_demo train --backbone {info.backbone}` on the training part of a fixed "
+        f"lesion-disjoint split of HAM10000 ({info.split_file}, sha256 `{(info.split_sha256 or '')[:16]}…`): "
+        f"head {training.get('head_epochs')} epochs, then fine-tuning {training.get('epochs')} epochs at lr "
+        f"{training.get('lr')} ({training.get('optimizer')}, balance: {training.get('balance')}); "
+        f"{info.epochs_run} epochs run in {info.training_seconds / 60:.0f} min on 2 CPU cores"
+        + "".join(f", continuing a run of {r['epochs_run']} epochs ({(r['training_seconds'] or 0) / 60:.0f} min; "
+                  f"head {r['training']['head_epochs']}, fine-tuning {r['training']['epochs']} at lr {r['training']['lr']})"
+                  for r in info.continued_from) + ". "
+        "Weights (and whether to continue a run) were chosen on validation balanced accuracy only; test "
+        "metrics are computed after training and never used for a choice.", "",
+    ]
+    for split in ("val", "test"):
+        m = metrics.get(split)
+        if not m:
+            continue
+        body += [f"## {'Validation' if split == 'val' else 'Test'} metrics ({m['n']} images)", "",
+                 f"accuracy {m['accuracy']:.4f} · balanced accuracy {m['balanced_accuracy']:.4f} · "
+                 f"macro AUC {m['macro_auc']:.4f} · macro F1 {m['macro_f1']:.4f} · ECE {m['ece']:.4f}", ""]
+        if split == "test":
+            body += ["| class | precision | recall | specificity | F1 | AUC | n |", "|---|---|---|---|---|---|---|"]
+            for code in CLASSES:
+                c = m["per_class"][code]
+                auc = f"{c['auc']:.3f}" if c["auc"] is not None else "–"
+                body.append(f"| {FULL_NAMES[code]} ({code}) | {c['precision']:.3f} | {c['recall']:.3f} | "
+                            f"{c['specificity']:.3f} | {c['f1']:.3f} | {auc} | {c['support']} |")
+            body.append("")
+    body += [f"![confusion matrix]({CONFUSION_MATRIX_FILE})", "", *_trust_sections(info),
+             "## Limitations", "",
+             "HAM10000 images here are 200x150 (1/3 of the originals); the training population is mostly "
+             "fair-skinned and from two centres; rare classes (df, vasc) have fewer than 20 test images, so "
+             "their metrics are uncertain. Data licence: CC BY-NC-SA 4.0 (Tschandl et al., Sci. Data 2018).", ""]
+    return "\n".join(front + [""] + body)
+
+
+def write_model_card(folder) -> Path:
+    path = Path(folder) / CARD_FILE
+    path.write_text(render_model_card(ModelInfo.read(folder)))
+    return path

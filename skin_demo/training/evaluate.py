@@ -1,0 +1,113 @@
+"""Evaluation of any classifier on a labelled image set or an internal split, and the plots of the result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+
+from ..classes import CLASSES
+from ..images import ImageError, load_fitted
+from ..metrics import compute_metrics
+from .data import split_arrays
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif")
+
+
+class EvaluationError(ValueError):
+    """The evaluation input is unusable; the message says why."""
+
+
+def save_plots(y_true, probs, out_dir, title: str = "") -> list[Path]:
+    """Confusion matrices (counts and row-normalised) and one-vs-rest ROC curves as PNG."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    y_pred = np.asarray(probs).argmax(axis=1)
+    written = []
+    for normalize, name in ((None, "confusion_matrix.png"), ("true", "confusion_matrix_normalized.png")):
+        fig, ax = plt.subplots(figsize=(6.5, 5.5))
+        ConfusionMatrixDisplay.from_predictions(
+            y_true, y_pred, labels=range(len(CLASSES)), display_labels=CLASSES, normalize=normalize,
+            values_format=".2f" if normalize else "d", ax=ax, colorbar=False, cmap="Blues")
+        ax.set_title(f"{title} confusion matrix" + (" (row-normalised)" if normalize else ""))
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=110)
+        plt.close(fig)
+        written.append(out_dir / name)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    for i, code in enumerate(CLASSES):
+        if 0 < (np.asarray(y_true) == i).sum() < len(y_true):
+            RocCurveDisplay.from_predictions(np.asarray(y_true) == i, np.asarray(probs)[:, i], name=code, ax=ax)
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set_title(f"{title} ROC (one vs rest)")
+    fig.tight_layout()
+    fig.savefig(out_dir / "roc_curves.png", dpi=110)
+    plt.close(fig)
+    written.append(out_dir / "roc_curves.png")
+    return written
+
+
+def _find_image(directory: Path, image_id: str) -> Path | None:
+    for suffix in ("", *IMAGE_SUFFIXES, *(s.upper() for s in IMAGE_SUFFIXES)):
+        candidate = directory / f"{image_id}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def evaluate_images(classifier, images_dir, metadata_csv) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Score `classifier` on the rows of a CSV (image_id, dx) whose images are in `images_dir`.
+
+    Rows with an unknown dx, a missing image or an unreadable image are skipped and counted.
+    Returns (metrics with a `skipped` report, y_true, probabilities).
+    """
+    images_dir, metadata_csv = Path(images_dir), Path(metadata_csv)
+    if not images_dir.is_dir():
+        raise EvaluationError(f"Image folder {images_dir} does not exist.")
+    try:
+        table = pd.read_csv(metadata_csv)
+    except FileNotFoundError:
+        raise EvaluationError(f"Metadata file {metadata_csv} does not exist.") from None
+    except Exception as exc:
+        raise EvaluationError(f"Metadata file {metadata_csv} is not a readable CSV: {exc}") from None
+    missing_columns = {"image_id", "dx"} - set(table.columns)
+    if missing_columns:
+        raise EvaluationError(f"{metadata_csv} needs the columns image_id and dx; missing {sorted(missing_columns)}.")
+    known = table["dx"].isin(CLASSES)
+    skipped = {"unknown_class": int((~known).sum()), "missing_image": [], "unreadable_image": []}
+    y_true, batch = [], []
+    for image_id, dx in table.loc[known, ["image_id", "dx"]].itertuples(index=False):
+        path = _find_image(images_dir, str(image_id))
+        if path is None:
+            skipped["missing_image"].append(str(image_id))
+            continue
+        try:
+            batch.append(load_fitted(path, classifier.input_size))
+        except ImageError as exc:
+            skipped["unreadable_image"].append(f"{image_id}: {exc}")
+            continue
+        y_true.append(CLASSES.index(dx))
+    if not y_true:
+        raise EvaluationError(
+            f"No image of {metadata_csv} could be evaluated ({skipped['unknown_class']} unknown classes, "
+            f"{len(skipped['missing_image'])} missing and {len(skipped['unreadable_image'])} unreadable images).")
+    probs = classifier(np.stack(batch))
+    y_true = np.asarray(y_true)
+    result = compute_metrics(y_true, probs)
+    result["skipped"] = skipped
+    return result, y_true, probs
+
+
+def evaluate_split(classifier, split: str = "test", limit: int | None = None) -> dict:
+    """compute_metrics of any classifier (plain, calibrated, TTA, ensemble, exported) on an internal split.
+
+    Images are fitted to `classifier.input_size` once, as the app does; what is compared is only the
+    classifier. `limit` scores a seeded random subset (quick checks)."""
+    images, labels = split_arrays(split, classifier.input_size, limit)
+    return compute_metrics(labels, classifier(images.astype("float32")))

@@ -1,0 +1,46 @@
+"""The models shipped in weights/: each loads safely, answers with a distribution and has honest metrics."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from skin_demo import CLASSES
+from skin_demo.training import data as dataset
+from skin_demo.serving.catalog import DEFAULT_REGISTRY, load_registry
+from skin_demo.serving.store import ModelStore
+
+ENTRIES = [entry.name for entry in load_registry(DEFAULT_REGISTRY)]
+FOLDERS = [entry.source for entry in load_registry(DEFAULT_REGISTRY) if not entry.members and not entry.tta]
+
+
+@pytest.fixture(scope="module")
+def store():
+    return ModelStore(DEFAULT_REGISTRY, lazy=True)
+
+
+@pytest.mark.parametrize("name", ENTRIES)
+def test_every_served_model_predicts_a_distribution_over_the_seven_classes(store, name, test_images):
+    classifier = store.get(name)
+    probs = classifier.predict(test_images["mel"])
+    assert list(probs) != [] and set(probs) == set(CLASSES)
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("source", FOLDERS)
+def test_bundled_folders_load_with_plain_keras_and_carry_their_test_metrics(source):
+    from skin_demo.paths import REPO_ROOT
+
+    folder = REPO_ROOT / source
+    model = keras.saving.load_model(str(folder), safe_mode=True, compile=False)
+    info = json.loads((folder / "skin_demo.json").read_text())
+    assert info["classes"] == list(CLASSES) and info["split_sha256"] == dataset.split_checksum()
+    assert (folder / "model.weights.h5").stat().st_size < 25 * 2**20
+    height, width = info["input_size"]
+    out = model.predict(np.full((2, height, width, 3), 120.0, "float32"), verbose=0)
+    assert out.shape == (2, 7)
+    test = info["metrics"]["test"]
+    assert test["n"] == int((dataset.load_split()["split"] == "test").sum())
+    assert test["balanced_accuracy"] > 1 / 7 + 0.1, "clearly better than chance on the lesion-disjoint test split"
+    assert "model-index" in (folder / "README.md").read_text()

@@ -1,0 +1,173 @@
+"""User stories for fast LIME explanations and Grad-CAM, on real images and a really trained model."""
+
+import numpy as np
+import pytest
+
+from skin_demo.explain import faithfulness, gradcam, lime
+from skin_demo.training import data as dataset
+from skin_demo.serving.classifier import Classifier
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def images(tiny_classifier, test_images):
+    """Class code -> real test image at the tiny model's input size."""
+    return {code: tiny_classifier.prepare(path) for code, path in test_images.items()}
+
+
+@pytest.fixture(scope="module")
+def melanoma(images):
+    return images["mel"]
+
+
+def test_explanation_agrees_with_lime_on_the_same_segmentation(tiny_classifier, images):
+    """Averaged over three lesions: lime's own top-5 at 1000 samples moves by about one superpixel per seed."""
+    agreements = []
+    for code in ("mel", "nv", "bkl"):
+        ours = lime.explain(tiny_classifier, images[code], seed=0)
+        reference = faithfulness.lime_reference(tiny_classifier, images[code], ours.segments, ours.label,
+                                           batch_size=128)
+        agreements.append(faithfulness.agreement(ours, reference))
+        assert ours.samples <= 1000
+    assert np.mean(agreements) >= 0.6
+
+
+def test_same_seed_gives_the_same_explanation(tiny_classifier, melanoma):
+    first = lime.explain(tiny_classifier, melanoma, seed=3)
+    second = lime.explain(tiny_classifier, melanoma, seed=3)
+    np.testing.assert_array_equal(first.segments, second.segments)
+    np.testing.assert_array_equal(first.masks, second.masks)
+    np.testing.assert_array_equal(first.weights, second.weights)
+
+
+def test_masks_come_in_complementary_pairs_starting_with_the_whole_image():
+    masks = lime.perturbation_masks(300, 14, seed=5)
+    assert masks.shape == (300, 14) and set(np.unique(masks)) == {0, 1}
+    assert masks[0].all() and not masks[1].any()
+    np.testing.assert_array_equal(masks[0::2] + masks[1::2], 1)
+    assert 0.4 < masks[2:].mean() < 0.6
+    assert not np.array_equal(masks, lime.perturbation_masks(300, 14, seed=6))
+
+
+def test_perturbed_images_are_rendered_as_lime_renders_them(tiny_classifier, melanoma):
+    from lime.lime_image import LimeImageExplainer
+
+    segments = lime.segment(melanoma)
+    lime_explainer = LimeImageExplainer(random_state=0)
+    seen, lime_masks = [], []
+    lime_data_labels = lime_explainer.data_labels
+
+    def keep_masks(*args, **kwargs):
+        masks, labels = lime_data_labels(*args, **kwargs)
+        lime_masks.append(masks)
+        return masks, labels
+
+    def recording_model(batch):
+        seen.append(np.array(batch))
+        return tiny_classifier(batch)
+
+    lime_explainer.data_labels = keep_masks
+    lime_explainer.explain_instance(melanoma, recording_model, top_labels=1, num_samples=40, batch_size=40,
+                                    segmentation_fn=lambda _: np.array(segments))
+    ours = lime.render(melanoma, segments, lime_masks[0], lime.hidden_fill(melanoma, segments, "mean"))
+    np.testing.assert_allclose(ours, np.concatenate(seen), atol=1e-3)
+
+
+def test_early_stopping_respects_its_floor_and_ceiling(tiny_classifier, melanoma):
+    floor = lime.explain(tiny_classifier, melanoma, min_samples=300, round_size=100)
+    assert 300 <= floor.samples <= 1000
+    capped = lime.explain(tiny_classifier, melanoma, min_samples=100, max_samples=150, round_size=100)
+    assert capped.samples == 150 and len(capped.probabilities) == 150
+
+
+def test_compare_mode_uses_the_same_segmentation_and_masks(tiny_classifier, second_tiny_model_dir, melanoma):
+    second = Classifier.from_folder(second_tiny_model_dir)
+    views = lime.compare({"first": tiny_classifier, "second": second}, melanoma, seed=1)
+    np.testing.assert_array_equal(views["first"].segments, views["second"].segments)
+    shorter, longer = sorted((views["first"].masks, views["second"].masks), key=len)
+    np.testing.assert_array_equal(shorter, longer[:len(shorter)])  # each model stops on a prefix of one mask set
+    assert min(view.samples for view in views.values()) >= 300
+    common = len(shorter)
+    assert not np.allclose(views["first"].probabilities[:common], views["second"].probabilities[:common])
+
+
+def test_compare_runs_a_network_shared_by_an_ensemble_once_per_batch(tiny_model_dir, second_tiny_model_dir,
+                                                                      melanoma):
+    """An ensemble compared with its own members reuses their forward passes, and its answer is still their mean."""
+    from skin_demo.serving.composite import EnsembleClassifier
+
+    first, second = Classifier.from_folder(tiny_model_dir), Classifier.from_folder(second_tiny_model_dir)
+    calls = {"first": 0, "second": 0}
+    for name, member in (("first", first), ("second", second)):
+        def counting(images, raw=member.raw_probabilities, name=name):
+            calls[name] += len(images)
+            return raw(images)
+        member.raw_probabilities = counting
+    views = lime.compare({"first": first, "second": second, "ensemble": EnsembleClassifier([first, second])},
+                            melanoma, min_samples=200, max_samples=200)
+    assert calls == {"first": 200, "second": 200}
+    np.testing.assert_allclose(views["ensemble"].probabilities,
+                               (views["first"].probabilities + views["second"].probabilities) / 2, atol=1e-6)
+
+
+def test_overlay_is_an_image_of_the_input_size(tiny_classifier, melanoma):
+    result = lime.explain(tiny_classifier, melanoma)
+    for num_features in (0, 3, 100):
+        picture = lime.overlay(result, num_features=num_features)
+        assert picture.shape == melanoma.shape and picture.dtype == np.uint8
+    assert result.weights.shape == (7, result.segments.max() + 1)
+
+
+def test_gradcam_map_has_the_image_size_and_is_non_negative(tiny_classifier, melanoma):
+    heatmap = gradcam.gradcam(tiny_classifier, melanoma, class_index=4)
+    assert heatmap.shape == melanoma.shape[:2]
+    assert heatmap.min() >= 0 and heatmap.max() > 0
+    picture = gradcam.gradcam_overlay(melanoma, heatmap)
+    assert picture.shape == melanoma.shape and picture.dtype == np.uint8
+
+
+def test_explanations_delete_evidence_faster_than_a_random_ranking(tiny_classifier):
+    paths, _ = dataset.labelled_split("test")
+    chosen = np.random.default_rng(0).choice(len(paths), 8, replace=False)
+    ours, random = [], []
+    for index in chosen:
+        image = tiny_classifier.prepare(paths[index])
+        result = lime.explain(tiny_classifier, image)
+        shuffled = np.random.default_rng(int(index)).permutation(result.segments.max() + 1)
+        for ranking, scores in ((np.argsort(-result.weights[result.label]), ours), (shuffled, random)):
+            scores.append(faithfulness.deletion_insertion_auc(
+                tiny_classifier, image, result.segments, ranking, result.label)["deletion"])
+    assert np.mean(ours) < np.mean(random)
+
+
+def test_cli_compares_two_models_and_writes_their_overlays(registry_file, test_images, tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from skin_demo.__main__ import main
+
+    image = test_images["bcc"]
+    status = main(["explain", image, "--model", "tiny_a", "--model", "tiny_b", "--registry", str(registry_file),
+                   "--out", str(tmp_path), "--json"])
+    assert status == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [r["model"] for r in report] == ["tiny_a", "tiny_b"]
+    for r in report:
+        assert abs(sum(r["probabilities"].values()) - 1) < 1e-4 and 200 <= r["samples"] <= 1000
+        assert Image.open(r["overlay"]).size == (128, 96)
+    assert main(["explain", str(tmp_path / "missing.jpg"), "--registry", str(registry_file)]) == 2
+    assert main(["explain", image, "--model", "gone", "--registry", str(registry_file)]) == 2
+
+
+def test_benchmark_reports_lime_and_ours_from_the_same_run(tiny_model_dir, second_tiny_model_dir):
+    from skin_demo.bench.explanations import benchmark
+
+    report = benchmark(tiny_model_dir, n_images=1, compare_dirs=[second_tiny_model_dir])
+    assert report["runtime"] == "onnxruntime" and report["images"] == 1
+    assert report["speedup"] == pytest.approx(report["lime_seconds"] / report["seconds"])
+    assert 300 <= report["samples"] <= 1000 and 0 <= report["agreement"] <= 1 and 0 <= report["stability"] <= 1
+    assert set(report["auc"]) == {"lime", "gradcam", "random"}
+    assert report["compare"]["models"] == ["tiny_v2", "tiny_v2_b"]
+    assert all(300 <= n <= 1000 for n in report["compare"]["samples"].values())
