@@ -62,18 +62,46 @@ MODEL_FOLDER, FOLDER, FILE = _existing("folder"), _existing("folder"), _existing
 
 def _train(args) -> None:
     from .training.factory import WeightsUnavailable
+    from .training.run_folder import RunFolder
     from .training.train import TrainConfig, train
 
-    config = TrainConfig(
-        backbone=args.backbone, out=args.out, img_size=tuple(args.img_size) if args.img_size else None,
-        head_epochs=args.head_epochs, epochs=args.epochs, batch_size=args.batch_size, balance=args.balance,
-        optimizer=args.optimizer, head_lr=args.head_lr, lr=args.lr, unfreeze=args.unfreeze,
-        from_scratch=args.from_scratch, init_from=args.init_from, strategy=args.strategy, seed=args.seed, data_dir=args.data,
-        limit=args.limit, patience=args.patience, label_smoothing=args.label_smoothing, dropout=args.dropout)
+    if args.resume:
+        config = TrainConfig.from_dict(RunFolder(args.resume).read_config())
+        config.run_dir = args.resume
+    elif not (args.backbone and args.out):
+        raise UserError("train needs --backbone and --out (or --resume RUN_DIR to continue a run).")
+    else:
+        augmentation = _augmentation(args.augment, args.no_augment)
+        config = TrainConfig(
+            backbone=args.backbone, out=args.out, img_size=tuple(args.img_size) if args.img_size else None,
+            head_epochs=args.head_epochs, epochs=args.epochs, batch_size=args.batch_size, balance=args.balance,
+            optimizer=args.optimizer, head_lr=args.head_lr, lr=args.lr, warmup_epochs=args.warmup_epochs,
+            unfreeze=args.unfreeze, label_smoothing=args.label_smoothing, dropout=args.dropout,
+            patience=args.patience, ema=args.ema, augmentation=augmentation, extra_data=args.extra_data,
+            extra_per_class=args.extra_per_class, logit_adjustment=args.logit_adjustment, score_test=args.score_test,
+            from_scratch=args.from_scratch, init_from=args.init_from, strategy=args.strategy, seed=args.seed,
+            data_dir=args.data, limit=args.limit, run_dir=args.run_dir)
     try:
-        train(config)
+        train(config, resume=bool(args.resume))
     except WeightsUnavailable as exc:
         raise UserError(str(exc)) from None
+
+
+def _augmentation(settings: list[str], off: bool) -> dict:
+    """--augment name=value ... over the default Augmentation (or over none with --no-augment)."""
+    from .training.augment import NONE, Augmentation
+
+    values = (NONE if off else Augmentation()).to_dict()
+    for setting in settings or []:
+        name, _, text = setting.partition("=")
+        if name not in values or not text:
+            raise UserError(f"--augment takes name=value with a name among {', '.join(values)}; got {setting!r}.")
+        try:
+            values[name] = ({"true": True, "false": False}[text.lower()] if text.lower() in ("true", "false")
+                            else [float(v) for v in text.split(",")] if "," in text else float(text))
+        except ValueError:
+            raise UserError(f"--augment {setting}: {text!r} is not a number, true/false or a low,high pair.") from None
+    return Augmentation.from_dict(values).to_dict()
 
 
 def _evaluate(args) -> None:
@@ -245,17 +273,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m skin_demo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("train", help="two-phase transfer learning on HAM10000")
-    p.add_argument("--backbone", required=True, choices=sorted(BACKBONES))
-    p.add_argument("--out", required=True, type=_writable("folder"), help="model folder to write, e.g. weights/mobilenet_v2")
+    p = sub.add_parser("train", help="two-phase transfer learning on HAM10000, checkpointed every epoch")
+    p.add_argument("--backbone", choices=sorted(BACKBONES))
+    p.add_argument("--out", type=_writable("folder"), help="model folder to write, e.g. weights/mobilenet_v2")
+    p.add_argument("--resume", metavar="RUN_DIR", type=FOLDER, help="continue a run that was stopped (its folder "
+                   "holds the config; every other option is ignored)")
+    p.add_argument("--run-dir", type=_writable("folder"), help="checkpoint folder (default: a new folder under "
+                   "$SKIN_DEMO_RUNS, else runs/ beside the repository)")
     p.add_argument("--img-size", nargs=2, type=int, metavar=("H", "W"))
     p.add_argument("--head-epochs", type=int, default=3)
     p.add_argument("--epochs", type=int, default=12, help="fine-tuning epochs (all epochs with --from-scratch)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--balance", choices=["weights", "oversample", "cap"], default="weights")
+    p.add_argument("--balance", default="weights", help="oversample (balanced batches), weights (class weights in "
+                   "the loss) or cap (450 per class)")
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     p.add_argument("--head-lr", type=float, default=1e-3)
     p.add_argument("--lr", type=float, default=1e-4, help="peak fine-tuning learning rate")
+    p.add_argument("--warmup-epochs", type=float, default=0.5, help="linear warm-up before the cosine decay")
+    p.add_argument("--ema", type=float, default=0.0, help="momentum of a moving average of the weights, scored "
+                   "each epoch and kept instead of them (e.g. 0.999); 0 = off")
+    p.add_argument("--augment", nargs="+", metavar="NAME=VALUE", help="augmentation settings over the default, "
+                   "e.g. vignette=0.3 cutout=0.5 crop_scale=0.35,1")
+    p.add_argument("--no-augment", action="store_true", help="start from no augmentation at all")
+    p.add_argument("--extra-data", metavar="bcn|FOLDER", help="add BCN_20000 images (training only)")
+    p.add_argument("--extra-per-class", type=int, help="at most this many extra images per class")
+    p.add_argument("--logit-adjustment", action="store_true", help="choose tau in log p + tau log prior on "
+                   "validation (a decision rule stored with the model)")
+    p.add_argument("--no-test", dest="score_test", action="store_false", help="do not score the test split "
+                   "(ablation runs: choices are made on validation, the test split is scored once at the end)")
     p.add_argument("--unfreeze", type=float, default=1.0, help="fraction of backbone layers to fine-tune")
     p.add_argument("--label-smoothing", type=float, default=0.05)
     p.add_argument("--dropout", type=float, default=0.3)

@@ -55,12 +55,14 @@ class ModelInfo:
     environment: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     temperature: float | None = None  # fitted on validation by training.calibrate; None = uncalibrated
+    logit_adjustment: dict | None = None  # {"tau", "prior", "rule"}: log p + tau log prior, tau chosen on validation
+    selection: dict | None = None  # which epoch's weights were kept, by which rule on validation
     ood: dict | None = None  # the OOD detector's threshold and how it was scored (training.fit_ood)
     members: tuple[str, ...] = ()  # an ensemble's member names (composite classifiers only)
     tta: str | None = None  # how test-time augmentation averages (composite classifiers only)
 
     # written only when set, so a folder's skin_demo.json reads back and writes out unchanged
-    _OPTIONAL = ("continued_from", "temperature", "ood", "members", "tta")
+    _OPTIONAL = ("continued_from", "temperature", "logit_adjustment", "selection", "ood", "members", "tta")
 
     def __post_init__(self):
         self.input_size = tuple(int(v) for v in self.input_size)
@@ -182,10 +184,10 @@ def check_safe_folder(folder, sha256: dict[str, str] | None = None) -> Path:
 
 
 def load_model_folder(folder) -> tuple[object, ModelInfo]:
-    """(keras model, info) from a model folder, loaded with safe_mode=True (no code runs on load)."""
+    """(keras model, info) from a checked model folder, loaded with safe_mode=True (no code runs on load)."""
     import keras  # deferred: reading and checking folders (registry listings, cards) needs no TensorFlow
 
-    folder = check_model_folder(folder)
+    folder = check_safe_folder(folder)
     info = ModelInfo.read(folder)
     if info.classes != CLASSES:
         raise ModelFolderError(f"Model in {folder} predicts {list(info.classes)}, expected {list(CLASSES)}.")

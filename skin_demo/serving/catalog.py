@@ -82,11 +82,17 @@ def load_registry(path=None) -> list[RegistryEntry]:
 def _parse_entry(item, where: str) -> RegistryEntry:
     if not isinstance(item, dict) or not item.get("name") or not (item.get("source") or item.get("members")):
         raise RegistryError(f"{where}: each model needs at least a name and a source (or members for an ensemble).")
-    where = f"{where} ({item['name']})"
     unknown = sorted(set(item) - ENTRY_FIELDS)
     if unknown:
-        raise RegistryError(f"{where}: unknown field(s) {', '.join(unknown)}; metrics, input size and classes "
-                            "come from the model folder's skin_demo.json, not the registry.")
+        raise RegistryError(f"{where}: unknown field(s) {', '.join(map(str, unknown))}; metrics, input size and "
+                            "classes come from the model folder's skin_demo.json, not the registry.")
+    texts = [key for key in ("name", "display_name", "source", "revision", "description")
+             if item.get(key) is not None and not isinstance(item[key], str)]
+    if texts:
+        raise RegistryError(f"{where}: {', '.join(texts)} must be text.")
+    where = f"{where} ({item['name']})"
+    if "tta" in item and "members" in item:
+        raise RegistryError(f"{where}: an ensemble cannot have tta; list a TTA entry among its members instead.")
     members = item.get("members")
     if members is not None:
         if item.get("source") or not isinstance(members, list) or not all(isinstance(m, str) for m in members):
@@ -105,6 +111,8 @@ def _parse_entry(item, where: str) -> RegistryEntry:
                 "commit hash (`python -m skin_demo push` prints it): a branch or tag like 'main' can change "
                 "under a running app.")
     sha256 = item.get("sha256") or {}
+    if not isinstance(sha256, dict):
+        raise RegistryError(f"{where}: sha256 must map file names to digests.")
     bad = [name for name, digest in sha256.items() if not SHA256.fullmatch(str(digest).lower())]
     if bad:
         raise RegistryError(f"{where}: sha256 of {', '.join(bad)} is not a 64-character hex digest.")

@@ -4,8 +4,9 @@
 at its input size and get class probabilities (as lime expects), or `predict` one image from any
 source. The forward pass is a traced tf.function (engines.py); `accelerate()` moves it to
 onnxruntime (~2x faster, checked against Keras), which the hundreds of forward passes of a LIME
-explanation need. Probabilities are temperature-calibrated with the folder's `ModelInfo.temperature`
-(fitted by training.calibrate); the saved Keras model itself is never changed, so
+explanation need. What it serves is `served_probabilities`: the saved model's softmax with the
+folder's decision rule applied (logit adjustment toward the class prior, then temperature, both
+chosen on validation by the training code); the saved Keras model itself is never changed, so
 `raw_probabilities` stays available.
 """
 
@@ -29,6 +30,17 @@ def log_probabilities(probs) -> np.ndarray:
     return np.log(np.maximum(np.asarray(probs, dtype="float64"), np.finfo("float32").tiny))
 
 
+def adjust_logits(probs, tau: float, prior) -> np.ndarray:
+    """softmax(log p + tau log prior), row by row: tau = 0 is the identity, tau > 0 moves predictions toward
+    frequent classes (a model trained on balanced batches otherwise acts as if all classes were equally common)."""
+    if tau == 0:
+        return probs
+    shifted = log_probabilities(probs) + tau * np.log(np.asarray(prior, dtype="float64"))
+    shifted -= shifted.max(axis=1, keepdims=True)
+    out = np.exp(shifted)
+    return (out / out.sum(axis=1, keepdims=True)).astype("float32")
+
+
 def apply_temperature(probs, temperature: float) -> np.ndarray:
     """softmax(log p / T), row by row; T = 1 returns the probabilities unchanged."""
     if temperature == 1.0:
@@ -37,6 +49,14 @@ def apply_temperature(probs, temperature: float) -> np.ndarray:
     scaled -= scaled.max(axis=1, keepdims=True)
     out = np.exp(scaled)
     return (out / out.sum(axis=1, keepdims=True)).astype("float32")
+
+
+def served_probabilities(raw, info: ModelInfo) -> np.ndarray:
+    """The folder's decision rule on the model's softmax: logit adjustment, then temperature scaling."""
+    adjustment = info.logit_adjustment
+    if adjustment:
+        raw = adjust_logits(raw, adjustment["tau"], adjustment["prior"])
+    return apply_temperature(raw, info.served_temperature)
 
 
 def ranked(probs) -> dict[str, float]:
@@ -77,7 +97,7 @@ class Classifier:
         return None
 
     def __call__(self, images) -> np.ndarray:
-        """Calibrated probabilities (n, 7) for a batch of RGB images (n, height, width, 3) at the input size.
+        """Served probabilities (n, 7) for a batch of RGB images (n, height, width, 3) at the input size.
 
         The answer for the last read-only batch is remembered, so when LIME compares an ensemble with
         its own members on one rendered batch each network runs once (a read-only array cannot
@@ -85,7 +105,7 @@ class Classifier:
         last = self._last
         if last is not None and last[0] is images:
             return last[1]
-        probabilities = apply_temperature(self.raw_probabilities(images), self.info.served_temperature)
+        probabilities = served_probabilities(self.raw_probabilities(images), self.info)
         if isinstance(images, np.ndarray) and not images.flags.writeable:
             self._last = (images, probabilities)
         return probabilities
@@ -105,8 +125,9 @@ class Classifier:
 
     def _batched(self, forward, images, batch: int = BATCH) -> np.ndarray:
         images = fit_batch(images, self.input_size)
-        starts = range(0, len(images), batch) or [0]  # an empty batch still gets its (0, width) answer
-        return np.concatenate([forward(images[i:i + batch]) for i in starts])
+        if not len(images):  # TensorFlow refuses a batch of 0; the answer to no images is no rows
+            return np.zeros((0, forward(np.zeros((1, *self.input_size, 3), "float32")).shape[1]), "float32")
+        return np.concatenate([forward(images[i:i + batch]) for i in range(0, len(images), batch)])
 
     def ood_detector(self) -> OodDetector:
         """The folder's OOD detector (`python -m skin_demo ood-fit`); raises OodUnavailable without one."""

@@ -16,6 +16,7 @@ import numpy as np
 from ..classes import CLASSES, display_name
 from ..explain import gradcam, lime
 from ..images import load_image
+from ..metrics import fmt
 from ..model_folder import CONFUSION_MATRIX_FILE
 from .ood import OodUnavailable
 from .store import ModelStore
@@ -85,8 +86,8 @@ class SkinDemo:
         test = info.test_metrics
         if test:
             lines += [f"- internal lesion-disjoint test split ({test['n']} images): balanced accuracy "
-                      f"**{test['balanced_accuracy']:.3f}**, macro AUC **{test['macro_auc']:.3f}**, "
-                      f"accuracy {test['accuracy']:.3f}, ECE {test['ece']:.3f}", "",
+                      f"**{fmt(test['balanced_accuracy'], '.3f')}**, macro AUC **{fmt(test['macro_auc'], '.3f')}**, "
+                      f"accuracy {fmt(test['accuracy'], '.3f')}, ECE {fmt(test['ece'], '.3f')}", "",
                       "| class | recall | specificity | AUC |", "|---|---|---|---|"]
             for code in CLASSES:
                 c = test["per_class"][code]

@@ -14,9 +14,10 @@ import matplotlib
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from ..classes import CLASSES
 from ..metrics import compute_metrics, expected_calibration_error, reliability_bins
 from ..model_folder import ModelInfo
-from ..serving.classifier import Classifier, apply_temperature, log_probabilities
+from ..serving.classifier import Classifier, adjust_logits, apply_temperature, log_probabilities
 from .card import write_model_card
 from .data import split_arrays
 
@@ -25,6 +26,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only bac
 
 DIAGRAM_FILE = "reliability_diagram.png"
 LOG_T_BOUNDS = (-3.0, 3.0)  # T between 0.05 and 20
+TAUS = (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)  # the coarse grid of logit adjustments tried on validation
+TAU_RULE = "tau maximising validation (balanced accuracy + accuracy) / 2 on a coarse grid; ties to the smaller |tau|"
 
 
 def negative_log_likelihood(labels, probs, temperature: float = 1.0) -> float:
@@ -65,27 +68,54 @@ def save_reliability_diagram(labels, raw_probs, calibrated_probs, path, title: s
     return Path(path)
 
 
-def calibrate(folder, classifier=None, splits: dict | None = None) -> ModelInfo:
-    """Fit T on validation, score val and test before/after, save the diagram, skin_demo.json and model card.
+def class_prior(labels) -> list[float]:
+    """Class frequencies of a label array, in CLASSES order (a class never seen gets a tiny share, not zero)."""
+    counts = np.bincount(np.asarray(labels), minlength=len(CLASSES)).astype("float64") + 1e-3
+    return [round(float(v), 6) for v in counts / counts.sum()]
 
-    `splits` maps "val"/"test" to (images, labels) already in memory (train passes its own); otherwise
-    they are decoded from the data set at the model's input size. Returns the updated info.
+
+def choose_logit_adjustment(labels, raw, prior, taus=TAUS) -> dict:
+    """The tau of `adjust_logits` that maximises validation (balanced accuracy + accuracy) / 2.
+
+    Both numbers matter to a user: balanced accuracy says rare cancers are found, accuracy says a common
+    mole is not called one. Ties go to the smaller |tau|. The whole grid is kept for the model card."""
+    grid = {}
+    for tau in taus:
+        m = compute_metrics(labels, adjust_logits(raw, tau, prior))
+        grid[tau] = (m["balanced_accuracy"], m["accuracy"])
+    best = max(taus, key=lambda tau: (round(sum(grid[tau]) / 2, 4), -abs(tau)))
+    return {"tau": best, "prior": list(prior), "rule": TAU_RULE,
+            "grid": [{"tau": tau, "balanced_accuracy": round(b, 4), "accuracy": round(a, 4)}
+                     for tau, (b, a) in grid.items()]}
+
+
+def calibrate(folder, classifier=None, splits: dict | None = None, prior=None) -> ModelInfo:
+    """Choose the decision rule on validation and save it: logit adjustment toward `prior` (when given),
+    then a temperature; score val and test before/after, save the diagram, skin_demo.json and model card.
+
+    `splits` maps "val" (and "test", unless an ablation run leaves it out) to (images, labels) already in
+    memory (train passes its own); otherwise both are decoded from the data set at the model's input size.
+    Returns the updated info.
     """
     folder = Path(folder)
     classifier = classifier or Classifier.from_folder(folder)
     splits = splits or {name: split_arrays(name, classifier.input_size) for name in ("val", "test")}
     raw = {name: classifier.raw_probabilities(np.asarray(x, dtype="float32")) for name, (x, _) in splits.items()}
-    temperature = fit_temperature(splits["val"][1], raw["val"])
     info = classifier.info
-    info.temperature = round(temperature, 5)
-    calibrated = {name: apply_temperature(probs, info.temperature) for name, probs in raw.items()}
+    if prior is not None:
+        info.logit_adjustment = choose_logit_adjustment(splits["val"][1], raw["val"], prior)
+    adjustment = info.logit_adjustment or {"tau": 0.0, "prior": None}
+    adjusted = {name: adjust_logits(probs, adjustment["tau"], adjustment["prior"]) for name, probs in raw.items()}
+    info.temperature = round(fit_temperature(splits["val"][1], adjusted["val"]), 5)
+    calibrated = {name: apply_temperature(probs, info.temperature) for name, probs in adjusted.items()}
     for name, (_, labels) in splits.items():
-        before, after = compute_metrics(labels, raw[name]), compute_metrics(labels, calibrated[name])
+        before, after = compute_metrics(labels, adjusted[name]), compute_metrics(labels, calibrated[name])
         info.metrics[f"{name}_calibrated"] = {
             "n": int(len(labels)), "ece_before": before["ece"], "ece_after": after["ece"],
             "nll_before": before["log_loss"], "nll_after": after["log_loss"]}
-    save_reliability_diagram(splits["test"][1], raw["test"], calibrated["test"], folder / DIAGRAM_FILE,
-                             f"{info.name or folder.name}: test split, T = {info.temperature:.2f} "
+    shown = "test" if "test" in splits else "val"
+    save_reliability_diagram(splits[shown][1], adjusted[shown], calibrated[shown], folder / DIAGRAM_FILE,
+                             f"{info.name or folder.name}: {shown} split, T = {info.temperature:.2f} "
                              "fitted on validation")
     info.write(folder)
     write_model_card(folder)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..classes import CLASSES, DISCLAIMER, FULL_NAMES
+from ..metrics import fmt
 from ..model_folder import CARD_FILE, CONFUSION_MATRIX_FILE, ModelInfo
+from .augment import Augmentation
 
 
 def _model_index(name: str, test: dict) -> list[str]:
@@ -44,6 +46,33 @@ def _trust_sections(info: ModelInfo) -> list[str]:
     return lines
 
 
+def _recipe_lines(info: ModelInfo) -> list[str]:
+    """The recipe's elements and the decision rule, for runs that record them (older models did not)."""
+    training, lines = info.training, []
+    if "augmentation" in training:
+        lines.append(f"- augmentation: {Augmentation.from_dict(training['augmentation']).describe()}")
+    if training.get("ema"):
+        lines.append(f"- weights: exponential moving average, momentum {training['ema']}, scored every epoch")
+    if training.get("extra_data"):
+        lines.append(f"- extra training images: {training['extra_data']} (BCN_20000, another clinic; training only, "
+                     "never validation or test)")
+    if "label_smoothing" in training and "warmup_epochs" in training:
+        lines.append(f"- label smoothing {training['label_smoothing']}, warm-up {training['warmup_epochs']} epochs "
+                     "then cosine decay")
+    speeds = [h["images_per_second"] for h in info.history if h.get("images_per_second")]
+    if speeds:
+        lines.append(f"- training speed on 2 CPU cores: median {sorted(speeds)[len(speeds) // 2]:.0f} images/s")
+    if info.selection:
+        lines.append(f"- kept: epoch {info.selection['epoch']} ({info.selection.get('scored_weights', 'raw')} "
+                     f"weights), by {info.selection['rule']}")
+    adjustment = info.logit_adjustment
+    if adjustment:
+        lines.append(f"- decision rule: log p + {adjustment['tau']} · log(training class prior), "
+                     f"{adjustment['rule']}, then temperature scaling; both applied by "
+                     "`skin_demo.serving.classifier` (the Keras file outputs the plain softmax)")
+    return [*lines, ""] if lines else []
+
+
 def render_model_card(info: ModelInfo) -> str:
     metrics = info.metrics
     test = info.test_metrics
@@ -72,23 +101,24 @@ def render_model_card(info: ModelInfo) -> str:
         + "".join(f", continuing a run of {r['epochs_run']} epochs ({(r['training_seconds'] or 0) / 60:.0f} min; "
                   f"head {r['training']['head_epochs']}, fine-tuning {r['training']['epochs']} at lr {r['training']['lr']})"
                   for r in info.continued_from) + ". "
-        "Weights (and whether to continue a run) were chosen on validation balanced accuracy only; test "
+        f"Weights (and whether to continue a run) were chosen on validation {'only' if info.selection else 'balanced accuracy only'}; test "
         "metrics are computed after training and never used for a choice.", "",
+        *_recipe_lines(info),
     ]
     for split in ("val", "test"):
         m = metrics.get(split)
         if not m:
             continue
         body += [f"## {'Validation' if split == 'val' else 'Test'} metrics ({m['n']} images)", "",
-                 f"accuracy {m['accuracy']:.4f} · balanced accuracy {m['balanced_accuracy']:.4f} · "
-                 f"macro AUC {m['macro_auc']:.4f} · macro F1 {m['macro_f1']:.4f} · ECE {m['ece']:.4f}", ""]
+                 f"accuracy {fmt(m['accuracy'])} · balanced accuracy {fmt(m['balanced_accuracy'])} · "
+                 f"macro AUC {fmt(m['macro_auc'])} · macro F1 {fmt(m['macro_f1'])} · ECE {fmt(m['ece'])}", ""]
         if split == "test":
             body += ["| class | precision | recall | specificity | F1 | AUC | n |", "|---|---|---|---|---|---|---|"]
             for code in CLASSES:
                 c = m["per_class"][code]
                 auc = f"{c['auc']:.3f}" if c["auc"] is not None else "–"
                 body.append(f"| {FULL_NAMES[code]} ({code}) | {c['precision']:.3f} | {c['recall']:.3f} | "
-                            f"{c['specificity']:.3f} | {c['f1']:.3f} | {auc} | {c['support']} |")
+                            f"{fmt(c['specificity'], '.3f')} | {c['f1']:.3f} | {auc} | {c['support']} |")
             body.append("")
     body += [f"![confusion matrix]({CONFUSION_MATRIX_FILE})", "", *_trust_sections(info),
              "## Limitations", "",

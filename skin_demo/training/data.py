@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from pathlib import Path
 
@@ -93,7 +92,7 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
     return {int(c): float(w) for c, w in zip(present, weights)}
 
 
-# ----------------------------------------------------------------------------- tf.data
+# ----------------------------------------------------------------------------- decoding
 
 def load_images(paths, size) -> np.ndarray:
     """Decode and fit images exactly as the app does (images.py), as one uint8 array."""
@@ -103,92 +102,61 @@ def load_images(paths, size) -> np.ndarray:
     return out
 
 
-def augment_batch(images, seed):
-    """Random dihedral + affine (rotation, zoom, shift), colour jitter and occasional blur.
+# ----------------------------------------------------------------------------- one epoch, deterministic
 
-    Lesions have no canonical orientation, so full rotations are fair. The downscale-blur teaches
-    the model that sharpness varies (uploads are sharper than the 200x150 training images).
+BALANCES = ("oversample", "weights", "cap")
+
+
+def epoch_indices(labels, balance: str, batch_size: int, seed: int, epoch: int, epoch_size: int | None = None,
+                  cap: int = CAP_PER_CLASS) -> np.ndarray:
+    """Which training images one epoch shows, in order: (steps * batch_size,) indices into `labels`.
+
+    Drawn from (seed, epoch) alone, so an epoch is the same whether the run went through or was resumed.
+    'oversample': every image's class is drawn uniformly first (balanced batches), then an image of it;
+    'weights': a plain shuffle (pair with class weights in the loss); 'cap': at most `cap` per class,
+    smaller classes repeated up to `cap` (the Inception-ResNet-v2 study), shuffled. An epoch shows
+    `epoch_size` images (default: all; `cap` per class for 'cap'), so extra training images from another
+    source widen what an epoch draws from without making it longer.
     """
-    batch = tf.shape(images)[0]
-    height, width = tf.shape(images)[1], tf.shape(images)[2]
-    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    draws = iter(range(1, 100))  # a distinct stateless stream per draw: deterministic for a seed
-
-    def uniform(low, high, shape=None):
-        shape = shape if shape is not None else [batch]
-        return tf.random.stateless_uniform(shape, tf.stack([seed, next(draws)]), low, high)
-
-    images = tf.where(uniform(0.0, 1.0)[:, None, None, None] < 0.5, tf.reverse(images, [2]), images)
-    images = tf.where(uniform(0.0, 1.0)[:, None, None, None] < 0.5, tf.reverse(images, [1]), images)
-
-    angle = uniform(-math.pi, math.pi)
-    scale = 1.0 / uniform(0.9, 1.2)  # output->input mapping: >1 zooms out
-    shift_x, shift_y = uniform(-0.08, 0.08) * w, uniform(-0.08, 0.08) * h
-    cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
-    cx, cy = (w - 1) / 2, (h - 1) / 2
-    zeros = tf.zeros_like(angle)
-    transform = tf.stack([
-        cos, -sin, cx - cos * cx + sin * cy + shift_x,
-        sin, cos, cy - sin * cx - cos * cy + shift_y,
-        zeros, zeros], axis=1)
-    images = tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transform, output_shape=tf.stack([height, width]),
-        fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
-
-    gray = tf.reduce_mean(images, axis=3, keepdims=True)
-    saturation = uniform(0.8, 1.2)[:, None, None, None]
-    images = gray + saturation * (images - gray)
-    mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
-    contrast = uniform(0.8, 1.2)[:, None, None, None]
-    brightness = uniform(-20.0, 20.0)[:, None, None, None]
-    images = mean + contrast * (images - mean) + brightness
-    channel_gain = uniform(0.93, 1.07, shape=tf.stack([batch, 1, 1, 3]))
-    images = images * channel_gain
-
-    factor = uniform(0.4, 0.8, shape=[])
-    small = tf.image.resize(images, tf.cast(tf.stack([h * factor, w * factor]), tf.int32), antialias=True)
-    blurred = tf.image.resize(small, tf.stack([height, width]))
-    images = tf.where(uniform(0.0, 1.0)[:, None, None, None] < 0.25, blurred, images)
-    return tf.clip_by_value(images, 0.0, 255.0)
-
-
-def make_dataset(images, labels, batch_size=32, training=False, balance="weights", seed=0,
-                 cap=CAP_PER_CLASS):
-    """Batches of (float32 RGB 0-255, one-hot labels) from `load_images` output.
-
-    Training: `balance` picks the sampling:
-    'weights' (plain shuffle; pair with class weights), 'oversample' (equal class frequency),
-    'cap' (at most `cap` per class, minority classes repeated up to `cap`, all augmented).
-    Returns (dataset, steps per epoch).
-    """
-    labels = np.asarray(labels, dtype="int32")
-    n_classes = len(CLASSES)
-
-    def decoded(x, y):
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
-        return ds.map(lambda image, label: (tf.cast(image, tf.float32), tf.one_hot(label, n_classes)))
-
-    if not training:
-        ds = decoded(images, labels).batch(batch_size).prefetch(tf.data.AUTOTUNE)
-        return ds, math.ceil(len(images) / batch_size)
-
-    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    epoch_size = epoch_size or len(labels)
+    rng = np.random.default_rng([seed, epoch])
+    by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    if balance == "oversample":
+        steps = epoch_size // batch_size
+        classes = rng.integers(0, len(by_class), steps * batch_size)
+        chosen = np.empty(len(classes), dtype=np.int64)
+        for c, members in enumerate(by_class):
+            where = np.flatnonzero(classes == c)
+            chosen[where] = rng.choice(members, len(where))
+        return chosen
     if balance == "weights":
-        ds = decoded(images, labels).repeat().shuffle(2048, seed=seed)
-        steps = len(images) // batch_size
-    elif balance in ("oversample", "cap"):
-        per_class = []
-        for c in np.unique(labels):
-            index = np.flatnonzero(labels == c)
-            if balance == "cap" and len(index) > cap:
-                index = rng.choice(index, cap, replace=False)
-            per_class.append(decoded(images[index], labels[index]).repeat().shuffle(512, seed=seed + int(c)))
-        ds = tf.data.Dataset.sample_from_datasets(per_class, seed=seed)
-        total = len(images) if balance == "oversample" else cap * len(per_class)
-        steps = total // batch_size
-    else:
-        raise ValueError(f"balance must be weights, oversample or cap, not {balance!r}")
-    ds = ds.batch(batch_size, drop_remainder=True)
-    ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed))
-    ds = ds.map(lambda xy, s: (augment_batch(xy[0], s), xy[1]), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE), steps
+        steps = epoch_size // batch_size
+        return rng.permutation(len(labels))[:steps * batch_size]
+    if balance == "cap":
+        chosen = np.concatenate([rng.choice(m, cap, replace=len(m) < cap) for m in by_class])
+        rng.shuffle(chosen)
+        return chosen[:len(chosen) // batch_size * batch_size]
+    raise ValueError(f"balance must be one of {', '.join(BALANCES)}, not {balance!r}")
+
+
+def epoch_dataset(images, labels, indices, batch_size: int, augment_fn, seed: int, epoch: int):
+    """Augmented batches (float32 RGB 0-255, one-hot labels) of `images[indices]`, in order.
+
+    Batches are gathered in numpy (the decoded set stays one uint8 array, never a graph constant) and
+    augmented in tf.data with the stateless seed (seed, epoch, batch), so the run is reproducible."""
+    images, labels, indices = np.asarray(images), np.asarray(labels, dtype="int32"), np.asarray(indices)
+    steps = len(indices) // batch_size
+    height, width = images.shape[1:3]
+
+    def batches():
+        for step in range(steps):
+            chosen = indices[step * batch_size:(step + 1) * batch_size]
+            yield images[chosen], labels[chosen], np.array([seed * 100_003 + epoch, step], dtype="int64")
+
+    signature = (tf.TensorSpec((batch_size, height, width, 3), tf.uint8),
+                 tf.TensorSpec((batch_size,), tf.int32), tf.TensorSpec((2,), tf.int64))
+    ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    ds = ds.map(lambda x, y, s: (augment_fn(tf.cast(x, tf.float32), s), tf.one_hot(y, len(CLASSES))),
+                num_parallel_calls=2, deterministic=True)
+    return ds.prefetch(2)

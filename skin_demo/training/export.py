@@ -24,7 +24,7 @@ from ..images import fit_batch
 from ..metrics import compute_metrics
 from ..model_folder import WEIGHTS_FILE, ModelInfo
 from ..serving import engines
-from ..serving.classifier import Classifier, apply_temperature
+from ..serving.classifier import Classifier, served_probabilities
 from .data import split_arrays
 
 FORMATS = ("tflite", "onnx")
@@ -115,7 +115,7 @@ class ExportedClassifier:
         return np.concatenate([self._run_one(image[None]) for image in fit_batch(images, self.input_size)])
 
     def __call__(self, images) -> np.ndarray:
-        return apply_temperature(self.raw_probabilities(images), self.info.served_temperature)
+        return served_probabilities(self.raw_probabilities(images), self.info)
 
     prepare = Classifier.prepare
     predict = Classifier.predict

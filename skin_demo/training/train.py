@@ -1,4 +1,13 @@
-"""Two-phase transfer learning (frozen backbone, then fine-tuning) with validation-based selection."""
+"""Two-phase transfer learning (frozen backbone, then fine-tuning), resumable, selected on validation.
+
+Every element of the recipe is a field of `TrainConfig`, stored in skin_demo.json and on the model
+card: class balance (balanced batches, class weights or a per-class cap), augmentation
+(`augment.Augmentation`), an optional second clinic's images (`extra_data`, training only),
+warm-up + cosine schedule, label smoothing, an exponential moving average of the weights, and a
+post-hoc decision rule chosen on validation (`calibrate`). Each epoch is drawn from (seed, epoch)
+alone and checkpointed to a run folder (`run_folder.py`), so a run killed at the end of a session
+continues with `python -m skin_demo train --resume RUN_DIR` and ends as an uninterrupted one would.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +15,8 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import keras
@@ -18,14 +28,24 @@ from ..classes import CLASSES
 from ..metrics import compute_metrics, fmt
 from ..model_folder import WEIGHTS_FILE, ModelInfo
 from ..serving.classifier import Classifier
+from ..serving.engines import traced_forward
 from . import data
+from .augment import Augmentation, augment
 from .backbones import get_backbone
-from .calibrate import calibrate
+from .calibrate import calibrate, class_prior
+from .card import write_model_card
 from .evaluate import save_plots
+from .extra_data import load_bcn
 from .factory import build_model, last_conv_layer_name, save_model_folder, set_trainable
+from .run_folder import RunFolder, assign_values, values_of
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+
+TIE = 0.005  # validation balanced accuracy differences below this are noise (14-19 images in df and vasc)
+SELECTION_RULE = (f"the epoch with the highest validation macro AUC among those within {TIE} of the best "
+                  f"validation balanced accuracy so far (a gain of more than {TIE} always wins)")
+VALIDATION_BATCH = 64
 
 
 @dataclass
@@ -36,22 +56,64 @@ class TrainConfig:
     head_epochs: int = 3
     epochs: int = 12  # fine-tuning epochs (or all epochs when training from scratch)
     batch_size: int = 32
-    balance: str = "weights"
+    balance: str = "weights"  # data.BALANCES: oversample (balanced batches), weights (class weights), cap
     optimizer: str = "adam"
     head_lr: float = 1e-3
     lr: float = 1e-4  # fine-tuning peak learning rate (warm-up, then cosine decay to 0 over `epochs`)
+    warmup_epochs: float = 0.5
     unfreeze: float = 1.0  # fraction of backbone layers unfrozen in phase 2
     label_smoothing: float = 0.05
     dropout: float = 0.3
-    patience: int = 4
+    patience: int = 4  # epochs without a better validation score before a phase stops; 0 = never
+    ema: float = 0.0  # momentum of the weights' moving average, scored and kept instead of the raw weights; 0 = off
+    augmentation: dict = field(default_factory=lambda: Augmentation().to_dict())
+    extra_data: str | None = None  # "bcn" (BCN_20000 from ../shared) or its folder: training images only
+    extra_per_class: int | dict | None = None  # cap on extra images per class (None: all)
+    logit_adjustment: bool = False  # choose tau of log p + tau log prior on validation
+    score_test: bool = True  # False for ablation runs: every choice is made on validation, test is scored once
     from_scratch: bool = False
     init_from: str | None = None  # continue from this model folder's weights (same backbone and size)
     strategy: str = "default"
     seed: int = 0
     data_dir: str | None = None
     limit: int | None = None  # at most this many images per class and split (smoke tests)
+    run_dir: str | None = None  # checkpoints and log; default: a new folder under run_folder.runs_dir()
     verbose: int | None = None
     extra: dict = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Refuse a setting that would only fail after minutes of loading data (one sentence each)."""
+        if self.balance not in data.BALANCES:
+            raise ValueError(f"balance must be one of {', '.join(data.BALANCES)}, not {self.balance!r}.")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be adam or sgd, not {self.optimizer!r}.")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema is a momentum in [0, 1), not {self.ema}.")
+        Augmentation.from_dict(self.augmentation)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        config = cls(**{k: v for k, v in values.items() if k in known})
+        config.img_size = tuple(config.img_size) if config.img_size else None
+        return config
+
+
+@dataclass
+class Phase:
+    name: str
+    trainable_fraction: float | None  # None: everything trains (from scratch)
+    epochs: int
+    lr: float
+    warmup: bool
+
+
+def phases_of(config: TrainConfig) -> list[Phase]:
+    if config.from_scratch:
+        return [Phase("scratch", None, config.epochs, config.lr, True)]
+    head = [Phase("head", 0.0, config.head_epochs, config.head_lr, False)] if config.head_epochs else []
+    tune = [Phase("fine-tune", config.unfreeze, config.epochs, config.lr, True)] if config.epochs else []
+    return head + tune
 
 
 def make_strategy(name: str):
@@ -67,54 +129,71 @@ def make_strategy(name: str):
     raise ValueError(f"strategy must be default, mirrored or multiworker, not {name!r}")
 
 
-def _optimizer(name: str, learning_rate):
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate)
-    if name == "sgd":  # Inception-ResNet-v2 study: SGD with Nesterov momentum
-        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
-    raise ValueError(f"optimizer must be adam or sgd, not {name!r}")
+def make_optimizer(config: TrainConfig, phase: Phase, steps: int):
+    """Adam or SGD-Nesterov; warm-up then cosine decay to 0 over the phase (the head phase: constant)."""
+    schedule = phase.lr
+    if phase.warmup:  # Adam's first full-size steps on a just-unfrozen backbone can wreck it
+        warmup = max(1, int(config.warmup_epochs * steps))
+        schedule = keras.optimizers.schedules.CosineDecay(0.0, max(1, phase.epochs * steps - warmup),
+                                                          warmup_target=phase.lr, warmup_steps=warmup)
+    ema = dict(use_ema=True, ema_momentum=config.ema) if config.ema else {}
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(schedule, **ema)
+    if config.optimizer == "sgd":  # Inception-ResNet-v2 study: SGD with Nesterov momentum
+        return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, **ema)
+    raise ValueError(f"optimizer must be adam or sgd, not {config.optimizer!r}")
 
 
-def snapshot_weights(model) -> dict:
-    """Weights by variable path: get_weights() order changes when layers are (un)frozen."""
-    return {v.path: v.numpy() for v in model.weights}
+@contextmanager
+def averaged_weights(optimizer):
+    """The optimizer's moving average of the trainable weights swapped into the model, and back after."""
+    averages = getattr(optimizer, "_model_variables_moving_average", None) if optimizer.use_ema else None
+    if not averages:
+        yield
+        return
+    pairs = list(zip(optimizer._trainable_variables, averages))
+    current = [variable.numpy() for variable, _ in pairs]
+    for variable, average in pairs:
+        variable.assign(average)
+    try:
+        yield
+    finally:
+        for (variable, _), value in zip(pairs, current):
+            variable.assign(value)
 
 
-def restore_weights(model, snapshot: dict) -> None:
-    for variable in model.weights:
-        variable.assign(snapshot[variable.path])
+def predict_uint8(forward, images, batch: int = VALIDATION_BATCH) -> np.ndarray:
+    """Probabilities of the traced forward pass on a uint8 image array, converted batch by batch."""
+    return np.concatenate([forward(images[i:i + batch].astype("float32")).numpy()
+                           for i in range(0, len(images), batch)])
 
 
-def _balanced_accuracy_callback(x_val, y_val, batch_size, patience):
-    """Scores validation balanced accuracy each epoch, keeps the best weights, stops on a plateau."""
-    class ValidationSelection(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.best, self.best_weights, self.wait, self.history = -1.0, None, 0, []
+class Selection:
+    """The validation-based choice of weights, and plateau stopping within a phase."""
 
-        def start_phase(self):
-            self.wait = 0
+    def __init__(self, state: dict | None = None):
+        state = state or {}
+        self.best = state.get("best")  # {"epoch", "balanced_accuracy", "macro_auc"} of the kept weights
+        self.top_balanced_accuracy = state.get("top_balanced_accuracy", -1.0)
+        self.wait = state.get("wait", 0)
 
-        def on_epoch_end(self, epoch, logs=None):
-            probs = self.model.predict(x_val, batch_size=batch_size * 2, verbose=0)
-            scores = compute_metrics(y_val, probs)
-            score, auc = scores["balanced_accuracy"], scores["macro_auc"] or float("nan")
-            if logs is not None:  # validation is scored here only, so every number comes from compute_metrics
-                logs.update(val_loss=scores["log_loss"], val_accuracy=scores["accuracy"],
-                            val_balanced_accuracy=score, val_macro_auc=auc)
-            self.history.append({**{k: float(v) for k, v in (logs or {}).items()}})
-            print(f"  val balanced accuracy {score:.4f}, macro AUC {auc:.4f}", flush=True)
-            if score > self.best:
-                self.best, self.best_weights, self.wait = score, snapshot_weights(self.model), 0
-            else:
-                self.wait += 1
-                if self.wait >= patience:
-                    self.model.stop_training = True
+    def offer(self, epoch: int, scores: dict) -> bool:
+        """Whether this epoch's weights replace the kept ones (SELECTION_RULE)."""
+        balanced, auc = scores["balanced_accuracy"], scores["macro_auc"] or 0.0
+        clear_gain = balanced > self.top_balanced_accuracy + TIE
+        close = balanced >= self.top_balanced_accuracy - TIE
+        better = self.best is None or clear_gain or (close and auc > self.best["macro_auc"])
+        self.top_balanced_accuracy = max(self.top_balanced_accuracy, balanced)
+        if better:
+            self.best = {"epoch": epoch, "balanced_accuracy": balanced, "macro_auc": auc}
+        self.wait = 0 if better else self.wait + 1
+        return better
 
-    return ValidationSelection()
+    def state(self) -> dict:
+        return {"best": self.best, "top_balanced_accuracy": self.top_balanced_accuracy, "wait": self.wait}
 
 
-def save_curves(history: list[dict], path: Path, phase_starts: list[int]) -> None:
+def save_curves(history: list[dict], path: Path) -> None:
     epochs = np.arange(1, len(history) + 1)
     fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(10, 4))
     for key, ax in (("loss", ax_loss), ("val_loss", ax_loss), ("accuracy", ax_score),
@@ -122,9 +201,11 @@ def save_curves(history: list[dict], path: Path, phase_starts: list[int]) -> Non
         values = [h.get(key) for h in history]
         if any(v is not None for v in values):
             ax.plot(epochs, [np.nan if v is None else v for v in values], marker=".", label=key)
+    phases = [h.get("phase") for h in history]
     for ax in (ax_loss, ax_score):
-        for start in phase_starts[1:]:
-            ax.axvline(start + 0.5, color="grey", ls=":", lw=1)
+        for i in range(1, len(phases)):
+            if phases[i] != phases[i - 1]:
+                ax.axvline(i + 0.5, color="grey", ls=":", lw=1)
         ax.set_xlabel("epoch")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
@@ -144,29 +225,52 @@ def _earlier_runs(init_from) -> list[dict]:
     return [*earlier.continued_from, run]
 
 
-def train(config: TrainConfig) -> Path:
-    """Train, select on validation, save the model folder, and score val and test splits."""
+def _load_splits(config: TrainConfig, size, run: RunFolder) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """HAM10000 train/val/test at `size` (uint8); extra training images appended to train only."""
+    split = {}
+    for name in data.SPLITS:
+        paths, labels = data.labelled_split(name, config.data_dir)
+        if config.limit:
+            keep = np.sort(np.concatenate([np.flatnonzero(labels == c)[:config.limit] for c in range(len(CLASSES))]))
+            paths, labels = [paths[i] for i in keep], labels[keep]
+        t0 = time.time()
+        split[name] = (data.load_images(paths, size), labels)
+        run.log(f"{name}: {len(labels)} images decoded in {time.time() - t0:.0f}s")
+    if config.extra_data:
+        t0 = time.time()
+        directory = None if config.extra_data == "bcn" else config.extra_data
+        per_class = config.limit or config.extra_per_class
+        x_extra, y_extra = load_bcn(size, per_class=per_class, seed=config.seed, directory=directory)
+        split["extra"] = (x_extra, y_extra)
+        run.log(f"extra training images ({config.extra_data}): {len(y_extra)} decoded in {time.time() - t0:.0f}s, "
+                f"per class {np.bincount(y_extra, minlength=len(CLASSES)).tolist()}")
+    return split
+
+
+def train(config: TrainConfig, resume: bool = False) -> Path:
+    """Train (or continue the run in `config.run_dir`), select on validation, save and score the model folder."""
+    config.check()
+    run = RunFolder(config.run_dir) if resume else RunFolder.create(Path(config.out).name, config.run_dir)
+    config.run_dir = str(run.path)
+    state = run.read_state() if resume else None
+    if not resume:
+        run.write_config(asdict(config))
+    run.log(f"{'resuming' if state else 'starting'} run {run.path} -> {config.out}")
     keras.utils.set_random_seed(config.seed)
     backbone = get_backbone(config.backbone)
     size = tuple(config.img_size or backbone.input_size)
     verbose = config.verbose if config.verbose is not None else (1 if os.isatty(1) else 2)
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
 
-    split = {}
-    for name in data.SPLITS:
-        paths, labels = data.labelled_split(name, config.data_dir)
-        if config.limit:
-            keep = np.concatenate([np.flatnonzero(labels == c)[:config.limit] for c in range(len(CLASSES))])
-            paths, labels = [paths[i] for i in np.sort(keep)], labels[np.sort(keep)]
-        t0 = time.time()
-        split[name] = (data.load_images(paths, size), labels)
-        print(f"{name}: {len(labels)} images decoded in {time.time() - t0:.0f}s", flush=True)
-    x_train, y_train = split["train"]
-    x_val, y_val = split["val"]
-    train_ds, steps = data.make_dataset(x_train, y_train, config.batch_size, training=True,
-                                           balance=config.balance, seed=config.seed)
-    weights = data.class_weights(y_train) if config.balance == "weights" else None
+    split = _load_splits(config, size, run)
+    (x_ham, y_ham), (x_val, y_val) = split["train"], split["val"]
+    x_train, y_train = x_ham, y_ham
+    if "extra" in split:
+        x_train, y_train = np.concatenate([x_ham, split["extra"][0]]), np.concatenate([y_ham, split["extra"][1]])
+    options = Augmentation.from_dict(config.augmentation)
+    class_weight = data.class_weights(y_train) if config.balance == "weights" else None
+    steps = len(data.epoch_indices(y_train, config.balance, config.batch_size, config.seed, 0,
+                                   epoch_size=len(y_ham))) // config.batch_size
 
     strategy = make_strategy(config.strategy)
     with strategy.scope():
@@ -174,69 +278,102 @@ def train(config: TrainConfig) -> Path:
                             dropout=config.dropout, seed=config.seed)
         if config.init_from:
             model.load_weights(str(Path(config.init_from) / WEIGHTS_FILE))
-    selection = _balanced_accuracy_callback(x_val, y_val, config.batch_size, config.patience)
+    forward = traced_forward(model, size)
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-    phases = []
-    if config.from_scratch:
-        phases.append(("scratch", None, config.epochs, config.lr))
-    else:
-        if config.head_epochs:
-            phases.append(("head", 0.0, config.head_epochs, config.head_lr))
-        if config.epochs:
-            phases.append(("fine-tune", config.unfreeze, config.epochs, config.lr))
+    history = state["history"] if state else []
+    selection = Selection(state["selection"] if state else None)
+    best_weights = run.best_weights() if state else None
+    seconds = state["seconds"] if state else 0.0
+    start_phase, start_epoch = (state["phase"], state["epoch_in_phase"]) if state else (0, 0)
 
-    t_start = time.time()
-    phase_starts = []
-    for phase, fraction, epochs, lr in phases:
-        print(f"== phase {phase}: {epochs} epochs, lr {lr}", flush=True)
-        phase_starts.append(len(selection.history))
+    for index, phase in enumerate(phases_of(config)):
+        if index < start_phase:
+            continue
+        continuing = state is not None and index == start_phase
+        run.log(f"== phase {phase.name}: {phase.epochs} epochs, lr {phase.lr}, {steps} steps of {config.batch_size}")
         with strategy.scope():
-            if fraction is not None:
-                set_trainable(model, fraction)
-            if selection.best_weights is not None:
-                restore_weights(model, selection.best_weights)
-            # warm-up then cosine: Adam's first full-size steps on a just-unfrozen backbone can wreck it
-            schedule = lr if phase == "head" else keras.optimizers.schedules.CosineDecay(
-                0.0, epochs * steps, warmup_target=lr, warmup_steps=max(1, steps // 2))
-            model.compile(optimizer=_optimizer(config.optimizer, schedule), loss=loss,
-                          metrics=["accuracy"], jit_compile=False)
-        selection.start_phase()
-        model.fit(train_ds, steps_per_epoch=steps, epochs=epochs,
-                  class_weight=weights, callbacks=[selection], verbose=verbose)
-    train_seconds = time.time() - t_start
-    restore_weights(model, selection.best_weights)
-    model.trainable = True
+            if phase.trainable_fraction is not None:
+                set_trainable(model, phase.trainable_fraction)
+            optimizer = make_optimizer(config, phase, steps)
+            model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=False)
+            optimizer.build(model.trainable_variables)
+            if continuing:
+                run.restore_model(model)  # the weights (and dropout RNG states) after the last completed epoch
+            if continuing and start_epoch:
+                run.restore_optimizer(optimizer)  # moments, step count (the schedule's position), averages
+            elif best_weights is not None:
+                assign_values(model.variables, best_weights)  # a new phase starts from the best weights so far
+        if not (continuing and start_epoch):
+            selection.wait = 0
+        for epoch in range(start_epoch if continuing else 0, phase.epochs):
+            number = len(history)
+            indices = data.epoch_indices(y_train, config.balance, config.batch_size, config.seed, number,
+                                         epoch_size=len(y_ham))
+            dataset = data.epoch_dataset(x_train, y_train, indices, config.batch_size,
+                                         lambda x, s: augment(x, s, options), config.seed, number)
+            t0 = time.time()
+            fitted = model.fit(dataset, epochs=1, class_weight=class_weight, verbose=verbose)
+            epoch_seconds = time.time() - t0
+            seconds += epoch_seconds
+            with averaged_weights(optimizer):
+                scores = compute_metrics(y_val, predict_uint8(forward, x_val))
+                if selection.offer(number, scores):
+                    best_weights = values_of(model.variables)
+            record = {"phase": phase.name, **{k: float(v[-1]) for k, v in fitted.history.items()},
+                      "val_loss": scores["log_loss"], "val_accuracy": scores["accuracy"],
+                      "val_balanced_accuracy": scores["balanced_accuracy"], "val_macro_auc": scores["macro_auc"],
+                      "seconds": round(epoch_seconds, 1), "images_per_second": round(len(indices) / epoch_seconds, 1)}
+            history.append(record)
+            kept = " (kept)" if selection.best["epoch"] == number else ""
+            run.log(f"epoch {number + 1} ({phase.name} {epoch + 1}/{phase.epochs}): loss {record['loss']:.4f}, "
+                    f"val balanced accuracy {scores['balanced_accuracy']:.4f}, macro AUC {fmt(scores['macro_auc'])}, "
+                    f"accuracy {scores['accuracy']:.4f}; {record['images_per_second']:.0f} images/s{kept}")
+            stop = bool(config.patience) and selection.wait >= config.patience
+            finished = stop or epoch + 1 == phase.epochs
+            run.save(model, optimizer, best_weights, {
+                "phase": index + 1 if finished else index, "epoch_in_phase": 0 if finished else epoch + 1,
+                "history": history, "selection": selection.state(), "seconds": seconds})
+            if stop:
+                run.log(f"validation has not improved for {config.patience} epochs: phase {phase.name} ends")
+                break
+        state = None  # later phases start fresh in this process
 
+    assign_values(model.variables, best_weights)
+    model.trainable = True
     info = ModelInfo(
         name=out.name,
         backbone=config.backbone,
         input_size=size,
         last_conv_layer=last_conv_layer_name(model, backbone),
         pretrained="none (from scratch)" if config.from_scratch else "ImageNet",
-        training={k: v for k, v in asdict(config).items() if k not in ("out", "data_dir", "verbose")},
-        training_seconds=round(train_seconds, 1),
-        epochs_run=len(selection.history),
-        history=selection.history,
+        training={k: v for k, v in asdict(config).items() if k not in ("out", "data_dir", "verbose", "run_dir")},
+        training_seconds=round(seconds, 1),
+        epochs_run=len(history),
+        history=history,
         continued_from=_earlier_runs(config.init_from),
         split_file=data.SPLIT_FILE.name,
         split_sha256=data.split_checksum(),
         parameters=int(model.count_params()),
         environment={"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
+        selection={**selection.best, "epoch": selection.best["epoch"] + 1, "rule": SELECTION_RULE,
+                   "scored_weights": "moving average" if config.ema else "raw"},
     )
     save_model_folder(model, out, info)
-    save_curves(selection.history, out / "training_curves.png", phase_starts)
+    save_curves(history, out / "training_curves.png")
 
     classifier = Classifier(model, info, out.name)
-    for name in ("val", "test"):
-        x, y = split[name]
+    evaluation = {name: split[name] for name in (("val", "test") if config.score_test else ("val",))}
+    prior = class_prior(y_ham) if config.logit_adjustment else None
+    calibrate(out, classifier, evaluation, prior=prior)  # the decision rule, chosen on validation
+    for name, (x, y) in evaluation.items():  # scored once, as served
         probs = classifier(x.astype("float32"))
         info.metrics[name] = compute_metrics(y, probs)
-        if name == "test":
-            save_plots(y, probs, out, title=f"{out.name} (test)")
-        print(f"{name}: balanced accuracy {fmt(info.metrics[name]['balanced_accuracy'])}, "
-              f"macro AUC {fmt(info.metrics[name]['macro_auc'])}", flush=True)
+        if name == list(evaluation)[-1]:  # the test split's plots; an ablation run's validation plots
+            save_plots(y, probs, out, title=f"{out.name} ({name})")
+        run.log(f"{name}: balanced accuracy {fmt(info.metrics[name]['balanced_accuracy'])}, "
+                f"macro AUC {fmt(info.metrics[name]['macro_auc'])}, accuracy {fmt(info.metrics[name]['accuracy'])}")
     info.write(out)
-    calibrate(out, classifier, {name: split[name] for name in ("val", "test")})  # writes the model card too
-    print(json.dumps({"model": str(out), "test": {k: info.test_metrics[k] for k in
-                                                  ("balanced_accuracy", "macro_auc", "accuracy")}}))
+    write_model_card(out)
+    print(json.dumps({"model": str(out), "run": str(run.path), **{
+        name: {k: info.metrics[name][k] for k in ("balanced_accuracy", "macro_auc", "accuracy")} for name in evaluation}}))
     return out

@@ -16,18 +16,6 @@ def client(app_url):
     return Client(app_url, verbose=False, analytics_enabled=False)  # else it pings huggingface.co
 
 
-def test_a_missing_model_is_listed_as_unavailable_and_the_rest_serve(service):
-    assert service.model_names() == ["tiny_a", "tiny_b"]
-    assert "gone" in service.unavailable_report() and "does not exist" in service.unavailable_report()
-
-
-def test_python_api_predicts_a_ranked_distribution_over_the_seven_classes(service, test_images):
-    probs = service.probabilities(test_images["mel"], "tiny_a")
-    assert set(probs) == set(CLASSES)
-    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
-    assert list(probs.values()) == sorted(probs.values(), reverse=True)
-
-
 def test_api_predict_returns_seven_labelled_probabilities(client, test_images):
     from gradio_client import handle_file
 

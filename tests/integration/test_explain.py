@@ -41,15 +41,6 @@ def test_same_seed_gives_the_same_explanation(tiny_classifier, melanoma):
     np.testing.assert_array_equal(first.weights, second.weights)
 
 
-def test_masks_come_in_complementary_pairs_starting_with_the_whole_image():
-    masks = lime.perturbation_masks(300, 14, seed=5)
-    assert masks.shape == (300, 14) and set(np.unique(masks)) == {0, 1}
-    assert masks[0].all() and not masks[1].any()
-    np.testing.assert_array_equal(masks[0::2] + masks[1::2], 1)
-    assert 0.4 < masks[2:].mean() < 0.6
-    assert not np.array_equal(masks, lime.perturbation_masks(300, 14, seed=6))
-
-
 def test_perturbed_images_are_rendered_as_lime_renders_them(tiny_classifier, melanoma):
     from lime.lime_image import LimeImageExplainer
 
@@ -72,13 +63,6 @@ def test_perturbed_images_are_rendered_as_lime_renders_them(tiny_classifier, mel
                                     segmentation_fn=lambda _: np.array(segments))
     ours = lime.render(melanoma, segments, lime_masks[0], lime.hidden_fill(melanoma, segments, "mean"))
     np.testing.assert_allclose(ours, np.concatenate(seen), atol=1e-3)
-
-
-def test_early_stopping_respects_its_floor_and_ceiling(tiny_classifier, melanoma):
-    floor = lime.explain(tiny_classifier, melanoma, min_samples=300, round_size=100)
-    assert 300 <= floor.samples <= 1000
-    capped = lime.explain(tiny_classifier, melanoma, min_samples=100, max_samples=150, round_size=100)
-    assert capped.samples == 150 and len(capped.probabilities) == 150
 
 
 def test_compare_mode_uses_the_same_segmentation_and_masks(tiny_classifier, second_tiny_model_dir, melanoma):
@@ -111,16 +95,10 @@ def test_compare_runs_a_network_shared_by_an_ensemble_once_per_batch(tiny_model_
                                (views["first"].probabilities + views["second"].probabilities) / 2, atol=1e-6)
 
 
-def test_overlay_is_an_image_of_the_input_size(tiny_classifier, melanoma):
-    result = lime.explain(tiny_classifier, melanoma)
-    for num_features in (0, 3, 100):
-        picture = lime.overlay(result, num_features=num_features)
-        assert picture.shape == melanoma.shape and picture.dtype == np.uint8
-    assert result.weights.shape == (7, result.segments.max() + 1)
-
-
 def test_gradcam_map_has_the_image_size_and_is_non_negative(tiny_classifier, melanoma):
-    heatmap = gradcam.gradcam(tiny_classifier, melanoma, class_index=4)
+    """For the predicted class, as the app explains it (another class may have no positive evidence at all)."""
+    predicted = int(tiny_classifier(melanoma[None])[0].argmax())
+    heatmap = gradcam.gradcam(tiny_classifier, melanoma, class_index=predicted)
     assert heatmap.shape == melanoma.shape[:2]
     assert heatmap.min() >= 0 and heatmap.max() > 0
     picture = gradcam.gradcam_overlay(melanoma, heatmap)

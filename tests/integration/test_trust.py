@@ -4,7 +4,6 @@ Everything runs on the tiny model of conftest (trained by our own code on real H
 to tmp_path before anything writes into it.
 """
 
-import json
 import shutil
 
 import numpy as np
@@ -13,12 +12,9 @@ import pytest
 from skin_demo.training import data as dataset
 from skin_demo.serving.classifier import apply_temperature
 from skin_demo.training.calibrate import DIAGRAM_FILE, calibrate, negative_log_likelihood
-from skin_demo.serving.composite import EnsembleClassifier, TtaClassifier, dihedral_views
 from skin_demo.model_folder import OOD_FILE, ModelInfo, load_model_folder
 from skin_demo.training.fit_ood import fit_ood, sample_photos
 from skin_demo.serving.classifier import Classifier
-from skin_demo.serving.catalog import RegistryError
-from skin_demo.serving.store import ModelStore
 
 pytestmark = pytest.mark.slow
 
@@ -73,40 +69,6 @@ def test_ood_score_separates_real_lesions_from_sample_photos(model_copy, test_im
     assert min(score for score, _ in photos) > np.median([score for score, _ in lesions])
     assert sum(flag for _, flag in lesions) <= 1  # 7 real lesions, at most one false alarm
     assert np.mean([flag for _, flag in photos]) > 0.8
-
-
-def test_tta_and_ensemble_return_distributions(tiny_classifier, test_split):
-    images, _ = test_split
-    tta = TtaClassifier(tiny_classifier)
-    ensemble = EnsembleClassifier([tiny_classifier, tta])
-
-    assert len(dihedral_views(images[:2])) == 4  # 96x128: flips and the half turn keep the shape
-    assert len(dihedral_views(np.zeros((1, 8, 8, 3)))) == 8
-    for classifier in (tta, ensemble):
-        probs = classifier(images)
-        assert probs.shape == (len(images), 7)
-        np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
-        assert (probs >= 0).all()
-        predicted = classifier.predict(images[0])
-        assert list(predicted.values()) == sorted(predicted.values(), reverse=True)
-    np.testing.assert_allclose(ensemble(images[:3]), np.mean([m(images[:3]) for m in ensemble.members], 0),
-                               atol=1e-6)
-
-
-def test_registry_serves_tta_and_ensemble_entries(tmp_path, tiny_model_dir):
-    registry = tmp_path / "models.json"
-    entries = [{"name": "ensemble", "display_name": "Ensemble", "members": ["tiny", "tiny_tta"]},
-               {"name": "tiny", "source": str(tiny_model_dir)},
-               {"name": "tiny_tta", "source": str(tiny_model_dir), "tta": True}]
-    registry.write_text(json.dumps({"models": entries}))
-    store = ModelStore(registry)
-    assert set(store.available) == {"ensemble", "tiny", "tiny_tta"}, store.unavailable
-    assert isinstance(store.get("tiny_tta"), TtaClassifier)
-    assert store.get("ensemble").members == [store.get("tiny"), store.get("tiny_tta")]
-
-    registry.write_text(json.dumps({"models": [*entries, {"name": "bad", "members": ["nope"]}]}))
-    with pytest.raises(RegistryError, match="nope"):
-        ModelStore(registry)
 
 
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])

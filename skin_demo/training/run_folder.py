@@ -1,0 +1,110 @@
+"""A training run's folder, outside the repository: its config, a checkpoint after every epoch, and its log.
+
+Sessions on this machine end after a few hours and a running process is killed, so a long schedule
+spans several processes: `python -m skin_demo train --resume RUN_DIR` reads the config back and
+continues from the last completed epoch with the same weights, optimizer state (moments, step count,
+so the schedule position; EMA averages), selection state (best score and its weights), dropout RNG
+state and history. Arrays are stored in variable order, named by path, in .npz files (no pickle);
+`state.json` is written last, so a run killed mid-save resumes from the previous complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..paths import REPO_ROOT
+
+RUNS_ENV = "SKIN_DEMO_RUNS"
+CONFIG_FILE, STATE_FILE, LOG_FILE = "config.json", "state.json", "train.log"
+MODEL_FILE, OPTIMIZER_FILE, BEST_FILE = "model_variables.npz", "optimizer_variables.npz", "best_weights.npz"
+
+
+def runs_dir() -> Path:
+    """$SKIN_DEMO_RUNS, else runs/ beside the repository (like ../shared: never inside the work tree)."""
+    return Path(os.environ.get(RUNS_ENV) or REPO_ROOT.parent / "runs")
+
+
+def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    names = list(arrays)
+    partial = path.with_suffix(".part.npz")
+    np.savez(partial, __names__=np.array(json.dumps(names)), **{f"a{i}": arrays[n] for i, n in enumerate(names)})
+    partial.replace(path)
+
+
+def _load_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as stored:
+        names = json.loads(str(stored["__names__"]))
+        return {name: stored[f"a{i}"] for i, name in enumerate(names)}
+
+
+def values_of(variables) -> dict[str, np.ndarray]:
+    """Variables' values in their order, named by position and path ("12:block_1_expand/kernel")."""
+    return {f"{i}:{variable.path}": variable.numpy() for i, variable in enumerate(variables)}
+
+
+def assign_values(variables, values: dict[str, np.ndarray], what: str = "weights") -> None:
+    """The inverse of `values_of`, by position: a model built the same way lists its variables in the same
+    order (also after layers are frozen), while Keras numbers the paths of a second model in one process."""
+    variables, stored = list(variables), list(values.values())
+    shapes_differ = [v.path for v, a in zip(variables, stored) if tuple(v.shape) != a.shape]
+    if len(stored) != len(variables) or shapes_differ:
+        raise ValueError(f"The saved {what} ({len(stored)} arrays) do not fit this model's {len(variables)} "
+                         "variables: they belong to another model or phase.")
+    for variable, array in zip(variables, stored):
+        variable.assign(array)
+
+
+class RunFolder:
+    def __init__(self, path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, name: str, path=None) -> "RunFolder":
+        folder = Path(path) if path else runs_dir() / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return cls(folder)
+
+    # ------------------------------------------------------------------ config and state
+    def write_config(self, config: dict) -> None:
+        (self.path / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    def read_config(self) -> dict:
+        path = self.path / CONFIG_FILE
+        if not path.is_file():
+            raise ValueError(f"{self.path} is not a training run folder (no {CONFIG_FILE}).")
+        return json.loads(path.read_text())
+
+    def read_state(self) -> dict | None:
+        path = self.path / STATE_FILE
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def log(self, line: str) -> None:
+        print(line, flush=True)
+        with open(self.path / LOG_FILE, "a") as handle:
+            handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, model, optimizer, best: dict | None, state: dict) -> None:
+        """Everything needed to continue after the epoch `state` describes; state.json goes last."""
+        _save_arrays(self.path / MODEL_FILE, values_of(model.variables))
+        _save_arrays(self.path / OPTIMIZER_FILE, values_of(optimizer.variables))
+        if best is not None:
+            _save_arrays(self.path / BEST_FILE, best)
+        partial = self.path / (STATE_FILE + ".part")
+        partial.write_text(json.dumps(state, indent=2) + "\n")
+        partial.replace(self.path / STATE_FILE)
+
+    def restore_model(self, model) -> None:
+        assign_values(model.variables, _load_arrays(self.path / MODEL_FILE), "model variables")
+
+    def restore_optimizer(self, optimizer) -> None:
+        assign_values(optimizer.variables, _load_arrays(self.path / OPTIMIZER_FILE), "optimizer variables")
+
+    def best_weights(self) -> dict | None:
+        path = self.path / BEST_FILE
+        return _load_arrays(path) if path.is_file() else None

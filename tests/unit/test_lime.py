@@ -1,0 +1,138 @@
+"""LIME works with any function from a batch of images to probabilities, not only with our networks.
+
+The 'model' here is plain numpy: it looks for bright red stripes in one box of the picture. Hiding
+a superpixel paints it in its mean colour, which turns the stripes dark red, so the explanation must
+point at the box and nowhere else.
+"""
+
+import numpy as np
+import pytest
+
+from skin_demo.explain import faithfulness, lime
+
+HEIGHT, WIDTH = 48, 64
+BOX = (slice(6, 22), slice(8, 28))
+
+
+def striped_picture() -> np.ndarray:
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype("float32")
+    rgb = np.stack([190 + 40 * x / WIDTH, 150 + 50 * y / HEIGHT, np.full_like(x, 130)], axis=-1)
+    rgb += np.random.default_rng(0).normal(0, 3, rgb.shape)
+    rgb[BOX] = (60, 0, 0)
+    rgb[BOX[0], BOX[1].start:BOX[1].stop:2] = (255, 0, 0)  # every other column bright red
+    return np.clip(rgb, 0, 255).astype("float32")
+
+
+def red_stripe_detector(batch: np.ndarray) -> np.ndarray:
+    """(n, H, W, 3) RGB 0-255 -> (n, 2): P(stripes) grows with the share of bright red pixels in the box."""
+    assert batch.dtype == np.float32 and batch.shape[1:] == (HEIGHT, WIDTH, 3)
+    box = batch[:, BOX[0], BOX[1]]
+    bright_red = ((box[..., 0] > 200) & (box[..., 1] < 80)).mean(axis=(1, 2)) * 2  # half the box when intact
+    p = 0.1 + 0.8 * bright_red
+    return np.stack([1 - p, p], axis=1)
+
+
+@pytest.fixture(scope="module")
+def picture():
+    return striped_picture()
+
+
+@pytest.fixture(scope="module")
+def explanation(picture):
+    return lime.explain(red_stripe_detector, picture, seed=0)
+
+
+@pytest.fixture(scope="module")
+def in_box():
+    mask = np.zeros((HEIGHT, WIDTH), bool)
+    mask[BOX] = True
+    return mask
+
+
+def test_the_explanation_points_at_the_region_that_drives_the_output(explanation, in_box):
+    assert explanation.label == 1, "explains the predicted class"
+    top = explanation.top(1)[0]
+    weights = explanation.weights[1]
+    assert in_box[explanation.segments == top].mean() > 0.9, "the top superpixel is the striped box"
+    assert weights[top] > 0.5
+    others = np.delete(weights, top)
+    assert np.abs(others).max() < 0.05 * weights[top], "superpixels the function ignores get ~0 weight"
+    np.testing.assert_allclose(explanation.weights[0], -weights, atol=1e-6)  # two classes summing to one
+
+
+def test_sampling_stops_early_between_its_floor_and_ceiling_in_complementary_pairs(explanation):
+    masks = explanation.masks
+    assert 300 <= explanation.samples < 1000, "a clear-cut explanation stops before max_samples"
+    assert masks.shape == (explanation.samples, explanation.segments.max() + 1)
+    assert masks[0].all() and not masks[1].any(), "the first pair: everything shown, then nothing"
+    np.testing.assert_array_equal(masks[0::2] + masks[1::2], 1)
+    np.testing.assert_allclose(explanation.probabilities[0], red_stripe_detector(explanation.image[None])[0])
+    odd = lime.perturbation_masks(7, 5, seed=1)
+    assert odd.shape == (7, 5) and (odd[0:6:2] + odd[1:6:2] == 1).all()
+
+
+def test_the_same_seed_repeats_the_explanation_and_another_seed_samples_differently(picture, explanation):
+    again = lime.explain(red_stripe_detector, picture, seed=0)
+    np.testing.assert_array_equal(again.masks, explanation.masks)
+    np.testing.assert_array_equal(again.weights, explanation.weights)
+    other = lime.explain(red_stripe_detector, picture, seed=1)
+    assert not np.array_equal(other.masks[:len(explanation.masks)], explanation.masks[:len(other.masks)])
+    assert other.top(1)[0] == explanation.top(1)[0], "but finds the same region"
+
+
+def test_the_function_sees_batches_of_at_most_batch_size_read_only_images(picture):
+    seen = []
+
+    def recording(batch):
+        seen.append((len(batch), batch.flags.writeable))
+        return red_stripe_detector(batch)
+
+    result = lime.explain(recording, picture, min_samples=40, max_samples=120, round_size=40, batch_size=16)
+    assert result.samples == 120 and sum(n for n, _ in seen) == 120
+    assert max(n for n, _ in seen) <= 16 and not any(writeable for _, writeable in seen)
+
+
+def test_the_overlay_tints_only_the_chosen_superpixels(explanation, picture):
+    picture_uint8 = np.rint(picture).astype("uint8")
+    chosen = explanation.segments == explanation.top(1)[0]
+    overlay = lime.overlay(explanation, num_features=1)
+    assert overlay.shape == (HEIGHT, WIDTH, 3) and overlay.dtype == np.uint8
+    np.testing.assert_array_equal(overlay[~chosen], picture_uint8[~chosen])
+    assert (overlay[chosen].astype(int) != picture_uint8[chosen]).any(axis=1).all()
+    assert overlay[chosen][:, 1].mean() > picture_uint8[chosen][:, 1].mean() + 50, "tinted green: evidence for"
+    np.testing.assert_array_equal(lime.overlay(explanation, num_features=0), picture_uint8)
+    everything = lime.overlay(explanation, num_features=100)  # more than there are superpixels: all of them
+    assert everything.shape == picture_uint8.shape and (everything != picture_uint8).any(axis=2).mean() > 0.9
+
+
+# ------------------------------------------------------------------ faithfulness
+def test_a_faithful_ranking_deletes_the_evidence_first(explanation, picture):
+    ranking = np.argsort(-explanation.weights[1])
+    faithful = faithfulness.deletion_insertion_auc(red_stripe_detector, picture, explanation.segments, ranking, 1)
+    backwards = faithfulness.deletion_insertion_auc(red_stripe_detector, picture, explanation.segments,
+                                                    ranking[::-1], 1)
+    assert faithful["deletion"] < backwards["deletion"] - 0.5
+    assert faithful["insertion"] > backwards["insertion"] + 0.5
+
+
+def test_a_heat_map_on_the_box_ranks_the_box_superpixel_first(explanation, in_box):
+    ranking = faithfulness.ranking_from_heatmap(explanation.segments, in_box.astype("float32"))
+    assert ranking[0] == explanation.top(1)[0]
+    assert sorted(ranking) == list(range(explanation.segments.max() + 1))
+
+
+def test_lime_itself_finds_the_same_region_on_our_segmentation(explanation, picture):
+    reference = faithfulness.lime_reference(red_stripe_detector, picture, explanation.segments, 1,
+                                            num_samples=300, batch_size=100)
+    assert faithfulness.agreement(explanation, reference, k=1) == 1.0
+
+
+@pytest.mark.parametrize("a, b, expected", [
+    ([1, 2, 3], [3, 2, 1], 1.0),
+    ([1, 2, 3], [4, 5], 0.0),
+    ([1, 2, 3, 4], [3, 4, 5, 6], 2 / 6),
+    (np.array([7]), [7, 8], 0.5),
+    ([], [], 1.0),
+])
+def test_jaccard_is_shared_over_all(a, b, expected):
+    assert faithfulness.jaccard(a, b) == pytest.approx(expected)

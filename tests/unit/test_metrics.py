@@ -1,0 +1,67 @@
+"""The metrics of every model card: scikit-learn's numbers on a hand-made example, and the calibration error."""
+
+import numpy as np
+import pytest
+from sklearn import metrics as sk
+
+from skin_demo.classes import CLASSES
+from skin_demo.metrics import compute_metrics, expected_calibration_error, fmt, reliability_bins
+
+Y_TRUE = np.array([0, 0, 1, 1, 2, 3, 4, 5, 5, 6, 6, 4, 5, 2])
+
+
+@pytest.fixture(scope="module")
+def probs():
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet(np.ones(len(CLASSES)), size=len(Y_TRUE))
+    p[np.arange(8), Y_TRUE[:8]] += 2.0  # the first eight are confidently right, the rest are guesses
+    return (p / p.sum(axis=1, keepdims=True)).astype("float32")
+
+
+def test_every_number_equals_scikit_learn(probs):
+    y_pred = probs.argmax(axis=1)
+    result = compute_metrics(Y_TRUE, probs)
+    assert result["n"] == len(Y_TRUE) and result["classes"] == list(CLASSES)
+    assert result["accuracy"] == pytest.approx(sk.accuracy_score(Y_TRUE, y_pred))
+    assert result["balanced_accuracy"] == pytest.approx(sk.balanced_accuracy_score(Y_TRUE, y_pred))
+    assert result["macro_auc"] == pytest.approx(sk.roc_auc_score(Y_TRUE, probs, multi_class="ovr"))
+    assert result["macro_f1"] == pytest.approx(sk.f1_score(Y_TRUE, y_pred, average="macro"))
+    assert result["log_loss"] == pytest.approx(sk.log_loss(Y_TRUE, probs), rel=1e-4)
+    assert result["confusion_matrix"] == sk.confusion_matrix(Y_TRUE, y_pred, labels=range(7)).tolist()
+    recall = sk.recall_score(Y_TRUE, y_pred, labels=range(7), average=None, zero_division=0)
+    precision = sk.precision_score(Y_TRUE, y_pred, labels=range(7), average=None, zero_division=0)
+    for i, code in enumerate(CLASSES):
+        c = result["per_class"][code]
+        assert c["recall"] == pytest.approx(recall[i]) and c["precision"] == pytest.approx(precision[i])
+        assert c["support"] == int((Y_TRUE == i).sum())
+        assert c["auc"] == pytest.approx(sk.roc_auc_score(Y_TRUE == i, probs[:, i]))
+        negatives = Y_TRUE != i  # specificity by hand: images not of class i that were not called i
+        assert c["specificity"] == pytest.approx((y_pred[negatives] != i).mean())
+    assert 0.0 <= result["ece"] <= 1.0
+
+
+def test_a_class_missing_from_the_labels_has_no_auc_and_is_left_out_of_the_macro_auc(probs):
+    keep = Y_TRUE != 3  # no dermatofibroma in this evaluation
+    result = compute_metrics(Y_TRUE[keep], probs[keep])
+    assert result["per_class"]["df"]["auc"] is None and result["per_class"]["df"]["support"] == 0
+    present = [c["auc"] for c in result["per_class"].values() if c["auc"] is not None]
+    assert len(present) == 6 and result["macro_auc"] == pytest.approx(np.mean(present))
+    assert fmt(result["per_class"]["df"]["auc"]) == "–" and fmt(0.123456) == "0.1235"
+
+
+def test_calibration_error_is_zero_when_confidence_matches_accuracy_and_one_when_sure_and_always_wrong():
+    labels = np.array([0, 1, 2, 3])
+    sure_and_right = np.eye(len(CLASSES))[labels]
+    sure_and_wrong = np.eye(len(CLASSES))[labels + 1]
+    assert expected_calibration_error(labels, sure_and_right) == pytest.approx(0.0)
+    assert expected_calibration_error(labels, sure_and_wrong) == pytest.approx(1.0)
+    # 75 % confident and right 3 times out of 4: calibrated; 95 % confident and right 1 time out of 2: off by 0.45
+    probs = np.full((6, len(CLASSES)), 0.25 / 6)
+    probs[:4, 0] = 0.75
+    probs[4:] = 0.05 / 6
+    probs[4:, 0] = 0.95
+    labels = np.array([0, 0, 0, 1, 0, 1])
+    assert expected_calibration_error(labels, probs) == pytest.approx(2 / 6 * 0.45)
+    mean_confidence, accuracy, share = reliability_bins(labels, probs, bins=10)
+    assert share.sum() == pytest.approx(1) and np.isnan(accuracy[0])  # empty bins are NaN, not 0
+    assert mean_confidence[7] == pytest.approx(0.75) and accuracy[7] == pytest.approx(0.75)
