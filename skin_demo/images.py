@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -195,3 +196,73 @@ def fit_batch(images, size) -> np.ndarray:
 def load_fitted(source, size) -> np.ndarray:
     """Any image source -> float32 (height, width, 3) at a model's input size: what every model is given."""
     return fit_to_input(load_image(source), size)
+
+
+# ----------------------------------------------------------------------------- geometry, back to the upload
+
+@dataclass(frozen=True)
+class FitGeometry:
+    """What `fit_to_input` does to an image of `image_shape` (height, width) for a model of `size`:
+    a quarter turn (np.rot90, counter-clockwise) when `turned`, then the crop box `crop` = (top, left,
+    height, width) in the turned image, then a resize of that box to `size`.
+
+    `to_image` maps a map at the model's size (region labels, a heat map) back onto the original
+    image; pixels outside the crop box, which the model never saw, get `outside`.
+    """
+
+    image_shape: tuple[int, int]
+    size: tuple[int, int]
+    turned: bool
+    crop: tuple[int, int, int, int]
+
+    @property
+    def scale(self) -> float:
+        """Original pixels per model pixel (the same both ways, up to rounding of the crop)."""
+        return self.crop[2] / self.size[0]
+
+    def seen(self) -> np.ndarray:
+        """bool (height, width) of the original image: True where the model saw the pixel."""
+        return self.to_image(np.ones(self.size, dtype=bool), outside=False)
+
+    def to_image(self, values, outside=-1, resample: str = "nearest") -> np.ndarray:
+        """A (height, width) map at the model's size -> the same map over the original image.
+
+        "nearest" (labels) takes each original pixel's model pixel as Pillow's resize maps pixel
+        centres; "bilinear" (float maps) resizes the map with Pillow. Outside the crop box: `outside`.
+        """
+        values = np.asarray(values)
+        if values.shape[:2] != tuple(self.size):
+            raise ValueError(f"Expected a map of the model's size {tuple(self.size)}, got {values.shape[:2]}.")
+        top, left, height, width = self.crop
+        if resample == "nearest":
+            rows = np.minimum(((np.arange(height) + 0.5) * self.size[0] / height).astype(int), self.size[0] - 1)
+            cols = np.minimum(((np.arange(width) + 0.5) * self.size[1] / width).astype(int), self.size[1] - 1)
+            inside = values[rows[:, None], cols[None, :]]
+        elif resample == "bilinear":
+            resized = Image.fromarray(values.astype("float32")).resize((width, height), Image.Resampling.BILINEAR)
+            inside = np.asarray(resized).astype(values.dtype if values.dtype.kind == "f" else "float32")
+        else:
+            raise ValueError(f"resample must be 'nearest' or 'bilinear', not {resample!r}.")
+        turned_shape = self.image_shape[::-1] if self.turned else self.image_shape
+        dtype = np.result_type(inside.dtype, np.asarray(outside).dtype)
+        result = np.full((*turned_shape, *values.shape[2:]), outside, dtype=dtype)
+        result[top:top + height, left:left + width] = inside
+        return np.rot90(result, k=-1).copy() if self.turned else result
+
+
+def fit_geometry(image_shape, size) -> FitGeometry:
+    """The turn, crop box and resize `fit_to_input` applies to an image of `image_shape` for `size`."""
+    image_height, image_width = (int(v) for v in tuple(image_shape)[:2])
+    height, width = (int(v) for v in size)
+    portrait_image, portrait_model = image_height > image_width, height > width
+    turned = height != width and image_height != image_width and portrait_image != portrait_model
+    h, w = (image_width, image_height) if turned else (image_height, image_width)
+    target = width / height
+    top, left, crop_height, crop_width = 0, 0, h, w
+    if w / h > target * 1.01:
+        crop_width = int(round(h * target))
+        left = (w - crop_width) // 2
+    elif w / h < target / 1.01:
+        crop_height = int(round(w / target))
+        top = (h - crop_height) // 2
+    return FitGeometry((image_height, image_width), (height, width), turned, (top, left, crop_height, crop_width))

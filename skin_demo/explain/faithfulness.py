@@ -1,4 +1,5 @@
-"""How faithful and how stable an explanation is: deletion/insertion curves, seed stability, agreement with lime."""
+"""How faithful and how stable an explanation is: deletion/insertion curves, seed stability, agreement
+with lime, and how far several models' explanations of one class agree (`pairwise_agreement`)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ def ranking_from_heatmap(segments, heatmap) -> np.ndarray:
 
 
 def deletion_insertion_auc(predict_fn, image, segments, ranking, label: int, fill: str = "mean",
-                           batch_size: int = 128) -> dict[str, float]:
+                           batch_size: int = 128, fill_segments=None) -> dict[str, float]:
     """RISE-style areas under the class-probability curves, x = fraction of pixels changed.
 
     Deletion hides superpixels in ranking order (a faithful ranking drops the probability fast:
-    low is good); insertion reveals them on the fully hidden image (high is good).
+    low is good); insertion reveals them on the fully hidden image (high is good). Hidden pixels
+    take the mean colour of their region in `fill_segments` (default `segments`); pass an
+    explanation's `fill_segments` to hide regions exactly as its samples did (`explanation_auc`).
     """
     image = np.asarray(image, dtype="float32")
     ranking = np.asarray(ranking)
@@ -35,11 +38,20 @@ def deletion_insertion_auc(predict_fn, image, segments, ranking, label: int, fil
     inserted = (position[None, :] < steps).astype(np.int64)  # row i: the first i superpixels shown
     area = np.bincount(segments.ravel(), minlength=n_segments)[ranking]
     x = np.concatenate([[0.0], np.cumsum(area) / area.sum()])
-    filler = hidden_fill(image, segments, fill)
+    filler = hidden_fill(image, segments if fill_segments is None else np.asarray(fill_segments), fill)
     masks = np.concatenate([1 - inserted, inserted])
     probabilities = predict_all({"model": predict_fn}, image, segments, masks, filler, batch_size)["model"][:, label]
     deletion, insertion = probabilities[:n_segments + 1], probabilities[n_segments + 1:]
     return {"deletion": float(np.trapezoid(deletion, x)), "insertion": float(np.trapezoid(insertion, x))}
+
+
+def explanation_auc(predict_fn, explanation: Explanation, label: int | None = None, **options) -> dict[str, float]:
+    """`deletion_insertion_auc` of an explanation's own ranking (by weight, for the class), on its
+    regions and with its fill."""
+    label = explanation.label if label is None else label
+    ranking = np.argsort(-explanation.weights[label], kind="stable")
+    return deletion_insertion_auc(predict_fn, explanation.image, explanation.segments, ranking, label,
+                                  fill_segments=explanation.fill_segments, **options)
 
 
 def jaccard(a, b) -> float:
@@ -47,10 +59,57 @@ def jaccard(a, b) -> float:
     return len(a & b) / len(a | b) if a | b else 1.0
 
 
+def top_overlap(a: Explanation, b: Explanation, k: int = TOP_K, label: int | None = None) -> float:
+    """Jaccard of two explanations' top-k regions: of the region ids when both have the same map, else of
+    the pixels they cover (coarse-to-fine maps of two seeds may refine different regions)."""
+    top_a, top_b = a.top(k, label), b.top(k, label)
+    if np.array_equal(a.segments, b.segments):
+        return jaccard(top_a, top_b)
+    pixels_a, pixels_b = np.isin(a.segments, top_a), np.isin(b.segments, top_b)
+    union = np.logical_or(pixels_a, pixels_b).sum()
+    return float(np.logical_and(pixels_a, pixels_b).sum() / union) if union else 1.0
+
+
 def stability(predict_fn, image, seeds=range(5), top_k: int = TOP_K, **options) -> float:
-    """Mean pairwise Jaccard of the top-k superpixels over explanations with different seeds."""
-    tops = [explain(predict_fn, image, seed=seed, top_k=top_k, **options).top(top_k) for seed in seeds]
-    return float(np.mean([jaccard(a, b) for a, b in itertools.combinations(tops, 2)]))
+    """Mean pairwise `top_overlap` of the top-k regions over explanations with different seeds."""
+    views = [explain(predict_fn, image, seed=seed, top_k=top_k, **options) for seed in seeds]
+    return float(np.mean([top_overlap(a, b, top_k) for a, b in itertools.combinations(views, 2)]))
+
+
+def pairwise_agreement(explanations: dict[str, Explanation], k: int = TOP_K,
+                       measure: str = "top_k") -> dict[str, dict[str, float]]:
+    """How far models agree: {model: {other model: agreement in [0, 1]}}, 1.0 on the diagonal.
+
+    For explanations of one class on one segmentation, as `lime.compare` makes them. "top_k": Jaccard
+    of the top-k regions taken with their sign (a region that supports the class for one model and
+    opposes it for the other is not shared); "weighted": weighted Jaccard of the signed weights, each
+    model's scaled to a total |weight| of 1 (sum of min over sum of max of the parts that agree in sign),
+    which also credits agreement below the top k.
+    """
+    if measure not in ("top_k", "weighted"):
+        raise ValueError(f"measure must be 'top_k' or 'weighted', not {measure!r}.")
+    views = list(explanations.items())
+    if views:
+        first = views[0][1]
+        if any(e.label != first.label for _, e in views):
+            raise ValueError("The explanations to compare must explain the same class (use lime.compare).")
+        if any(not np.array_equal(e.segments, first.segments) for _, e in views):
+            raise ValueError("The explanations to compare must share one segmentation (use lime.compare).")
+
+    def agreement_of(a: Explanation, b: Explanation) -> float:
+        wa, wb = a.weights[a.label], b.weights[b.label]
+        if measure == "top_k":
+            signed_a = {(int(j), bool(wa[j] > 0)) for j in a.top(k)}
+            signed_b = {(int(j), bool(wb[j] > 0)) for j in b.top(k)}
+            union = signed_a | signed_b
+            return len(signed_a & signed_b) / len(union) if union else 1.0
+        na, nb = wa / max(np.abs(wa).sum(), 1e-300), wb / max(np.abs(wb).sum(), 1e-300)
+        positive = np.minimum(np.maximum(na, 0), np.maximum(nb, 0)).sum()
+        negative = np.minimum(np.maximum(-na, 0), np.maximum(-nb, 0)).sum()
+        total = np.maximum(np.abs(na), np.abs(nb)).sum()
+        return float((positive + negative) / total) if total > 0 else 1.0
+
+    return {name: {other: 1.0 if name == other else agreement_of(a, b) for other, b in views} for name, a in views}
 
 
 def lime_reference(predict_fn, image, segments, label: int, num_samples: int = 1000, seed: int = 0,

@@ -11,7 +11,8 @@ import functools
 import keras
 import numpy as np
 import tensorflow as tf
-from matplotlib import colormaps
+
+from .overlay import gradcam_overlay  # noqa: F401  drawn in overlay.py, kept importable from here
 
 
 @functools.lru_cache(maxsize=4)
@@ -41,10 +42,3 @@ def gradcam(classifier, image, class_index: int) -> np.ndarray:
     cam = np.maximum(heatmap(np.asarray(image, dtype="float32")[None], np.int32(class_index)).numpy(), 0)
     peak = cam.max()
     return cam / peak if peak > 0 else cam
-
-
-def gradcam_overlay(image, heatmap, alpha: float = 0.4) -> np.ndarray:
-    """uint8 picture: the heat map in the 'jet' colours blended over the image."""
-    colours = colormaps["jet"](np.clip(heatmap, 0, 1))[..., :3] * 255
-    picture = (1 - alpha) * np.asarray(image, dtype="float32") + alpha * colours
-    return np.clip(np.rint(picture), 0, 255).astype("uint8")

@@ -2,16 +2,19 @@
 
 The 'model' here is plain numpy: it looks for bright red stripes in one box of the picture. Hiding
 a superpixel paints it in its mean colour, which turns the stripes dark red, so the explanation must
-point at the box and nowhere else.
+point at the box and nowhere else: with one stage of ~12 regions (`COARSE`) the box is one region,
+at the default detail it is cut into pieces that share its weight.
 """
 
 import numpy as np
 import pytest
 
 from skin_demo.explain import faithfulness, lime
+from skin_demo.explain import overlay as lime_overlay
 
 HEIGHT, WIDTH = 48, 64
 BOX = (slice(6, 22), slice(8, 28))
+COARSE = dict(detail=lime.COARSE_REGIONS)  # one stage, the regions of the fast explainer before coarse to fine
 
 
 def striped_picture() -> np.ndarray:
@@ -39,6 +42,12 @@ def picture():
 
 @pytest.fixture(scope="module")
 def explanation(picture):
+    return lime.explain(red_stripe_detector, picture, seed=0, **COARSE)
+
+
+@pytest.fixture(scope="module")
+def detailed(picture):
+    """At the default detail: coarse to fine."""
     return lime.explain(red_stripe_detector, picture, seed=0)
 
 
@@ -60,6 +69,18 @@ def test_the_explanation_points_at_the_region_that_drives_the_output(explanation
     np.testing.assert_allclose(explanation.weights[0], -weights, atol=1e-6)  # two classes summing to one
 
 
+def test_at_the_default_detail_the_box_is_cut_into_pieces_that_carry_its_weight(detailed, explanation, in_box):
+    assert detailed.label == 1 and detailed.regions >= lime.DEFAULT_DETAIL > explanation.regions
+    weights = detailed.weights[1]
+    top = detailed.top(1)[0]
+    assert in_box[detailed.segments == top].mean() > 0.9, "the top region is a piece of the striped box"
+    pieces = [j for j in range(detailed.regions) if in_box[detailed.segments == j].mean() > 0.9]
+    assert len(pieces) >= 3 and set(detailed.top(len(pieces)).tolist()) == set(pieces), "the box's pieces lead"
+    assert weights[pieces].sum() == pytest.approx(explanation.weights[1][explanation.top(1)[0]], abs=0.1)
+    outside = [j for j in range(detailed.regions) if not in_box[detailed.segments == j].any()]
+    assert np.abs(weights[outside]).max() < 0.05 * weights[top], "regions away from the box get ~0 weight"
+
+
 def test_sampling_stops_early_between_its_floor_and_ceiling_in_complementary_pairs(explanation):
     masks = explanation.masks
     assert 300 <= explanation.samples < 1000, "a clear-cut explanation stops before max_samples"
@@ -71,13 +92,44 @@ def test_sampling_stops_early_between_its_floor_and_ceiling_in_complementary_pai
     assert odd.shape == (7, 5) and (odd[0:6:2] + odd[1:6:2] == 1).all()
 
 
-def test_the_same_seed_repeats_the_explanation_and_another_seed_samples_differently(picture, explanation):
+def test_the_same_seed_repeats_the_explanation_and_another_seed_samples_differently(picture, detailed, in_box):
     again = lime.explain(red_stripe_detector, picture, seed=0)
-    np.testing.assert_array_equal(again.masks, explanation.masks)
-    np.testing.assert_array_equal(again.weights, explanation.weights)
+    np.testing.assert_array_equal(again.segments, detailed.segments)
+    np.testing.assert_array_equal(again.masks, detailed.masks)
+    np.testing.assert_array_equal(again.weights, detailed.weights)
+    np.testing.assert_array_equal(again.weight_errors, detailed.weight_errors)
     other = lime.explain(red_stripe_detector, picture, seed=1)
-    assert not np.array_equal(other.masks[:len(explanation.masks)], explanation.masks[:len(other.masks)])
-    assert other.top(1)[0] == explanation.top(1)[0], "but finds the same region"
+    assert not np.array_equal(other.masks[:len(detailed.masks)], detailed.masks[:len(other.masks)])
+    assert in_box[other.segments == other.top(1)[0]].mean() > 0.9, "but finds the same region"
+
+
+def test_two_stages_share_one_mask_stream_coarse_rows_then_pairs_over_the_refined_pieces(detailed):
+    masks, parents, n_coarse = detailed.masks, detailed.parents, detailed.coarse_samples
+    assert 0 < n_coarse < detailed.samples <= 1000
+    coarse = masks[:n_coarse]
+    assert coarse[0].all() and not coarse[1].any()
+    np.testing.assert_array_equal(coarse[0::2] + coarse[1::2], 1)
+    for parent in np.unique(parents):  # a coarse row gives all pieces of a coarse region the same bit
+        assert (coarse[:, parents == parent] == coarse[:, parents == parent][:, :1]).all()
+    fine = masks[n_coarse:]
+    refined = np.isin(parents, np.flatnonzero(np.bincount(parents) > 1))
+    assert refined.any() and (fine[:, ~refined] == 1).all(), "the rest of the picture stays shown"
+    np.testing.assert_array_equal(fine[0::2][:, refined] + fine[1::2][:, refined], 1)
+    rendered = lime.render(detailed.image, detailed.segments, masks[:4],
+                           lime.hidden_fill(detailed.image, detailed.fill_segments))
+    np.testing.assert_allclose(red_stripe_detector(rendered), detailed.probabilities[:4])
+
+
+def test_the_weights_are_lime_base_s_ridge_and_the_standard_errors_come_with_them(explanation):
+    masks, probabilities = explanation.masks, explanation.probabilities
+    fit = lime.ridge_fit(masks, probabilities, errors=True)
+    for label in (0, 1):
+        weights, score = lime.lime_weights(masks, probabilities, label)
+        np.testing.assert_allclose(fit.weights[label], weights, atol=1e-8)
+        assert fit.scores[label] == pytest.approx(score, abs=1e-8)
+    np.testing.assert_allclose(explanation.weights, fit.weights)
+    np.testing.assert_allclose(explanation.weight_errors, fit.errors)
+    assert (fit.errors >= 0).all() and np.isfinite(fit.errors).all()
 
 
 def test_the_function_sees_batches_of_at_most_batch_size_read_only_images(picture):
@@ -103,6 +155,7 @@ def test_the_overlay_tints_only_the_chosen_superpixels(explanation, picture):
     np.testing.assert_array_equal(lime.overlay(explanation, num_features=0), picture_uint8)
     everything = lime.overlay(explanation, num_features=100)  # more than there are superpixels: all of them
     assert everything.shape == picture_uint8.shape and (everything != picture_uint8).any(axis=2).mean() > 0.9
+    np.testing.assert_array_equal(overlay, lime_overlay.overlay(explanation, num_features=1)), "one place draws"
 
 
 # ------------------------------------------------------------------ faithfulness
@@ -111,6 +164,15 @@ def test_a_faithful_ranking_deletes_the_evidence_first(explanation, picture):
     faithful = faithfulness.deletion_insertion_auc(red_stripe_detector, picture, explanation.segments, ranking, 1)
     backwards = faithfulness.deletion_insertion_auc(red_stripe_detector, picture, explanation.segments,
                                                     ranking[::-1], 1)
+    assert faithful["deletion"] < backwards["deletion"] - 0.5
+    assert faithful["insertion"] > backwards["insertion"] + 0.5
+
+
+def test_a_coarse_to_fine_ranking_deletes_the_evidence_first_with_its_own_fill(detailed, picture):
+    faithful = faithfulness.explanation_auc(red_stripe_detector, detailed)
+    backwards = faithfulness.deletion_insertion_auc(red_stripe_detector, picture, detailed.segments,
+                                                    np.argsort(detailed.weights[1]), 1,
+                                                    fill_segments=detailed.fill_segments)
     assert faithful["deletion"] < backwards["deletion"] - 0.5
     assert faithful["insertion"] > backwards["insertion"] + 0.5
 
