@@ -234,14 +234,20 @@ def _benchmark_explain(args) -> None:
 
 
 def _calibrate(args) -> None:
-    from .training.calibrate import calibrate
+    from .training.calibrate import calibrate, class_prior
+    from .training.data import labelled_split
 
-    info = calibrate(args.model)
-    for split in ("val", "test"):
+    prior = class_prior(labelled_split("train")[1]) if args.logit_adjustment else None
+    info = calibrate(args.model, prior=prior)
+    for split in [name for name in ("val", "test") if f"{name}_calibrated" in info.metrics]:
         c = info.metrics[f"{split}_calibrated"]
         print(f"{split}: ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}, NLL {c['nll_before']:.4f} -> "
               f"{c['nll_after']:.4f} (n={c['n']})")
     print(f"temperature {info.temperature} written to {args.model}/{INFO_FILE}")
+    if "test" in info.metrics:  # what the folder serves changed: the Leaderboard's stored predictions too
+        from .training.evaluate import save_split_predictions
+
+        save_split_predictions(args.model)
 
 
 def _ood_fit(args) -> None:
@@ -258,6 +264,36 @@ def _export(args) -> None:
     print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)", file=sys.stderr)
     if args.evaluate:
         print(json.dumps(compare_with_keras(args.model, path, limit=args.limit), indent=2))
+
+
+def _store_predictions(args) -> None:
+    """The folder's served test-split probabilities (and with TTA, when a registry entry serves it so), kept in
+    the folder for the Leaderboard, with a check that they reproduce the model card."""
+    from .metrics import compute_metrics, fmt
+    from .model_folder import ModelInfo, StoredPredictions
+    from .serving.catalog import load_registry
+    from .serving.store import entry_folder
+    from .training.evaluate import save_split_predictions
+
+    folder = Path(args.model).resolve()
+    tta = args.tta
+    for entry in load_registry(args.registry):
+        if entry.tta and not entry.is_hub:
+            try:
+                tta = tta or entry_folder(entry).resolve() == folder
+            except ModelFolderError:  # another entry's folder is missing: not this one
+                pass
+    info = ModelInfo.read(folder)
+    card = info.test_metrics
+    served_ece = info.metrics.get("test_calibrated", {}).get("ece_after", card.get("ece"))
+    for path in save_split_predictions(folder, tta=tta, directory=args.data):
+        stored = StoredPredictions.read(path)
+        scores = compute_metrics(stored.labels, stored.probabilities)
+        versus = (f" (model card: {fmt(card.get('balanced_accuracy'))}, {fmt(served_ece)} as served)"
+                  if card and stored.served_as == "model" else "")
+        print(f"{path} ({path.stat().st_size / 1024:.0f} KiB, {len(stored.labels)} {stored.split} images, "
+              f"{stored.served_as}): balanced accuracy {fmt(scores['balanced_accuracy'])}, "
+              f"ECE {fmt(scores['ece'])}{versus}", file=sys.stderr)
 
 
 def _eda(args) -> None:
@@ -290,8 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head-lr", type=float, default=1e-3)
     p.add_argument("--lr", type=float, default=1e-4, help="peak fine-tuning learning rate")
     p.add_argument("--warmup-epochs", type=float, default=0.5, help="linear warm-up before the cosine decay")
-    p.add_argument("--ema", type=float, default=0.0, help="momentum of a moving average of the weights, scored "
-                   "each epoch and kept instead of them (e.g. 0.999); 0 = off")
+    p.add_argument("--ema", type=float, default=0.0, help="momentum of a moving average of the weights during "
+                   "fine-tuning, scored each epoch and kept instead of them (e.g. 0.999); 0 = off")
     p.add_argument("--augment", nargs="+", metavar="NAME=VALUE", help="augmentation settings over the default, "
                    "e.g. vignette=0.3 cutout=0.5 crop_scale=0.35,1")
     p.add_argument("--no-augment", action="store_true", help="start from no augmentation at all")
@@ -374,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("calibrate", help="fit temperature scaling on the validation split; writes skin_demo.json, "
                        "the reliability diagram and the model card")
     p.add_argument("--model", required=True, type=MODEL_FOLDER, help="model folder, e.g. weights/mobilenet_v2")
+    p.add_argument("--logit-adjustment", action="store_true", help="first choose tau in log p + tau log prior "
+                   "on validation")
     p.set_defaults(func=_calibrate)
 
     p = sub.add_parser("ood-fit", help="fit the out-of-distribution warning (training features, validation "
@@ -395,6 +433,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "with the Keras model")
     p.add_argument("--limit", type=int, help="with --evaluate: score this many random test images only")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("store-predictions", help="keep a model folder's served test-split probabilities in it "
+                       "(the app's Leaderboard draws ROC curves and reliability diagrams from them)")
+    p.add_argument("--model", required=True, type=MODEL_FOLDER, help="model folder, e.g. weights/mobilenet_v2")
+    p.add_argument("--registry", type=FILE, help="registry JSON whose \"tta\": true entries on this folder get "
+                   "TTA predictions too (default $SKIN_DEMO_REGISTRY, else the bundled one)")
+    p.add_argument("--tta", action="store_true", help="store the TTA predictions even if no registry entry asks")
+    p.add_argument("--data", type=FOLDER, help="HAM10000 folder (default $SKIN_DEMO_DATA or ../shared/data/ham10000)")
+    p.set_defaults(func=_store_predictions)
 
     p = sub.add_parser("models", help="list the registry's models, and why any is unavailable")
     p.add_argument("--registry", type=FILE, help="registry JSON (default $SKIN_DEMO_REGISTRY, else the bundled one)")

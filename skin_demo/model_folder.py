@@ -5,7 +5,8 @@ metadata.json) plus skin_demo.json (what the network is, how it was trained, its
 calibration and OOD threshold) and README.md (the model card, rendered from skin_demo.json by
 `training.card`). Training writes folders; serving only reads them, after `check_safe_folder`
 (required files, no pickles, no Lambda layers, optional pinned digests), with
-`keras.saving.load_model(folder, safe_mode=True)`.
+`keras.saving.load_model(folder, safe_mode=True)`. A folder may also keep what its model served on the
+test split (`StoredPredictions`, plain arrays), from which the app's Leaderboard draws its curves.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from .classes import CLASSES
 
@@ -25,6 +30,8 @@ WEIGHTS_FILE = "model.weights.h5"
 CARD_FILE = "README.md"
 CONFUSION_MATRIX_FILE = "confusion_matrix_normalized.png"
 OOD_FILE = "ood.npz"  # the OOD detector's arrays (plain numpy, no pickle)
+PREDICTIONS_FILE = "test_predictions.npz"  # what the model serves on the test split (StoredPredictions)
+TTA_PREDICTIONS_FILE = "test_predictions_tta.npz"  # the same, served with test-time augmentation
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".dill")
 
 
@@ -196,3 +203,111 @@ def load_model_folder(folder) -> tuple[object, ModelInfo]:
     except Exception as exc:
         raise ModelFolderError(f"Model in {folder} could not be loaded safely: {exc}") from exc
     return model, info
+
+
+# ----------------------------------------------------------------------------- stored predictions
+
+PREDICTIONS_ARRAYS = ("labels", "probabilities", "image_ids", "classes", "split", "served_as", "split_sha256",
+                      "weights_sha256", "decision_rule")
+
+
+def predictions_file(split: str = "test", tta: bool = False) -> str:
+    """File name of a folder's stored predictions on a split, of the model itself or with TTA
+    (PREDICTIONS_FILE and TTA_PREDICTIONS_FILE for the test split)."""
+    return f"{split}_predictions{'_tta' if tta else ''}.npz"
+
+
+def decision_rule(info: ModelInfo) -> str:
+    """The folder's decision rule (logit adjustment, temperature) as canonical JSON: stored probabilities
+    are what was served only while the rule is unchanged."""
+    adjustment = info.logit_adjustment
+    if adjustment and adjustment.get("tau"):
+        adjustment = {"tau": adjustment["tau"], "prior": list(adjustment["prior"])}
+    else:
+        adjustment = None
+    return json.dumps({"temperature": info.served_temperature, "logit_adjustment": adjustment}, sort_keys=True)
+
+
+@dataclass(frozen=True, eq=False)
+class StoredPredictions:
+    """The served probabilities of a model folder on one labelled split, kept in the folder.
+
+    One .npz of plain arrays (read with allow_pickle=False): labels int32 (n,), probabilities float32
+    (n, 7) as served (after the folder's decision rule; averaged over views when `served_as` says TTA),
+    image_ids text (n,), and what they came from: the classes, the split and its file's sha256, the weights
+    file's sha256 and the decision rule, so a file an earlier model left behind is seen as stale
+    (`stale_reason`). Written by `training.evaluate.save_split_predictions`."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    image_ids: np.ndarray
+    split: str = "test"
+    served_as: str = "model"  # or "tta: <how the views are averaged>"
+    split_sha256: str = ""
+    weights_sha256: str = ""
+    decision_rule: str = ""
+    classes: tuple[str, ...] = CLASSES
+
+    def __post_init__(self):
+        set_ = object.__setattr__  # frozen: normalise the arrays once, here
+        set_(self, "labels", np.asarray(self.labels, dtype="int32"))
+        set_(self, "probabilities", np.asarray(self.probabilities, dtype="float32"))
+        set_(self, "image_ids", np.asarray(self.image_ids, dtype=str))
+        set_(self, "classes", tuple(str(c) for c in self.classes))
+        n = len(self.labels)
+        if self.labels.ndim != 1 or self.probabilities.shape != (n, len(self.classes)) or self.image_ids.shape != (n,):
+            raise ModelFolderError(f"Stored predictions need labels (n,), probabilities (n, {len(self.classes)}) "
+                                   f"and image_ids (n,); got {self.labels.shape}, {self.probabilities.shape} and "
+                                   f"{self.image_ids.shape}.")
+        if n and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
+            raise ModelFolderError("Stored predictions have labels outside the classes.")
+        if not np.isfinite(self.probabilities).all():
+            raise ModelFolderError("Stored predictions have probabilities that are not finite numbers.")
+
+    def write(self, path) -> Path:
+        """Write the .npz (compressed; through a temporary file, so a reader never sees half a file)."""
+        path = Path(path)
+        partial = path.with_name(path.name + ".partial.npz")
+        np.savez_compressed(partial, labels=self.labels, probabilities=self.probabilities, image_ids=self.image_ids,
+                            classes=np.asarray(self.classes), split=np.asarray(self.split),
+                            served_as=np.asarray(self.served_as), split_sha256=np.asarray(self.split_sha256),
+                            weights_sha256=np.asarray(self.weights_sha256),
+                            decision_rule=np.asarray(self.decision_rule))
+        os.replace(partial, path)
+        return path
+
+    @classmethod
+    def read(cls, path) -> "StoredPredictions":
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in PREDICTIONS_ARRAYS if key in data.files}
+        except FileNotFoundError:
+            raise ModelFolderError(f"{path} does not exist.") from None
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise ModelFolderError(f"{path} is not a readable predictions file: {exc}") from None
+        missing = [key for key in PREDICTIONS_ARRAYS if key not in arrays]
+        if missing:
+            raise ModelFolderError(f"{path} is missing the array(s) {', '.join(missing)}.")
+        texts = {key: str(arrays.pop(key)) for key in ("split", "served_as", "split_sha256", "weights_sha256",
+                                                       "decision_rule")}
+        try:
+            stored = cls(**arrays, **texts)
+        except ModelFolderError as exc:
+            raise ModelFolderError(f"{path}: {exc}") from None
+        if stored.classes != CLASSES:
+            raise ModelFolderError(f"{path} has probabilities of {list(stored.classes)}, expected {list(CLASSES)}.")
+        return stored
+
+    def stale_reason(self, folder, info: ModelInfo) -> str | None:
+        """Why these are not what the folder's model serves now (other weights, another decision rule,
+        another split), else None."""
+        weights = Path(folder) / WEIGHTS_FILE
+        if weights.is_file() and file_sha256(weights) != self.weights_sha256:
+            return f"they were computed with other weights than the folder's {WEIGHTS_FILE}"
+        if decision_rule(info) != self.decision_rule:
+            return "the folder's decision rule (temperature or logit adjustment) changed since"
+        if info.split_sha256 and self.split_sha256 != info.split_sha256:
+            return "they are from another split file than the one the model card reports on"
+        return None
+

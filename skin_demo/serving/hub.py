@@ -23,7 +23,7 @@ from .catalog import RegistryEntry
 
 FETCH_TIMEOUT_ENV = "SKIN_DEMO_HUB_TIMEOUT"
 DEFAULT_FETCH_TIMEOUT = 120.0
-HUB_PATTERNS = [*REQUIRED_FILES, "README.md", "*.png", "*.npz"]  # npz: the OOD detector's arrays
+HUB_PATTERNS = [*REQUIRED_FILES, "README.md", "*.png", "*.npz"]  # npz: the OOD detector, stored predictions
 
 
 def _in_background(fn) -> Future:

@@ -1,6 +1,6 @@
 """The Gradio Blocks app: a thin layer of widgets over `service.SkinDemo`.
 
-Named API endpoints (usable from gradio_client): /predict, /explain, /compare, /model_info.
+Named API endpoints (usable from gradio_client): /predict, /explain, /compare, /model_info, /leaderboard.
 Uploads reach our own loader (`images.load_image`, bounded and with clear messages) untouched:
 events run with preprocess=False, so Gradio never decodes an upload itself.
 """
@@ -17,15 +17,17 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from ..classes import DISCLAIMER, display_name
+from ..classes import CLASSES, DISCLAIMER, display_name
 from ..images import ImageError, load_image
 from ..model_folder import ModelFolderError
 from ..paths import RESOURCES
+from .leaderboard import COLUMNS, LATENCY_SOURCE_COLUMN, MACRO, MODEL_COLUMN, Leaderboard
 from .service import EXPLAIN_METHODS, RequestError, SkinDemo
 
 EXAMPLES_DIR = RESOURCES / "examples"
 PREDICT_CONCURRENCY = 4  # light: many at once
 EXPLAIN_CONCURRENCY = 1  # heavy: one at a time, in its own lane so predictions never wait behind it
+LEADERBOARD_CONCURRENCY = 1  # matplotlib drawing: one at a time, in its own lane
 QUEUE_SIZE = 48
 
 log = logging.getLogger(__name__)
@@ -158,6 +160,7 @@ def build_app(demo: SkinDemo | None = None):
             info_model = gr.Dropdown(choices, value=default, label="Model")
             info_text = gr.Markdown()
             info_matrix = gr.Image(label="Test confusion matrix (row-normalised)", interactive=False)
+        _leaderboard_tab(Leaderboard(demo.store), choices)
 
         lane = dict(preprocess=False, show_progress="minimal")
         predict_button.click(predict, [image, model], label, api_name="predict",
@@ -172,6 +175,50 @@ def build_app(demo: SkinDemo | None = None):
     app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=PREDICT_CONCURRENCY)
     app.skin_demo = demo
     return app
+
+
+def _leaderboard_tab(board: Leaderboard, choices) -> None:
+    """The Leaderboard tab and its events (call inside the Blocks): every served entry's stored test-split
+    numbers as rows, and the ROC curves and reliability diagrams of the ticked ones overlaid. Filled when
+    the tab is opened; nothing is evaluated during a request (serving.leaderboard)."""
+
+    @_user_errors
+    def leaderboard():
+        """One row per served model: test metrics, per-class recall, size and latency (serving.leaderboard)."""
+        return board.table()
+
+    @_user_errors
+    def leaderboard_plots(models, target=MACRO):
+        models = list(models or [])
+        return board.notes(models), board.roc_figure(models, target), board.reliability_figure(models)
+
+    with gr.Tab("Leaderboard", elem_id="leaderboard-tab") as tab:
+        gr.Markdown("Every served model side by side on the internal lesion-disjoint test split, from what "
+                    "each model folder stores (nothing is re-evaluated here). Internal numbers to compare the "
+                    "models with each other, not evidence that any of them is safe to use on a patient.")
+        table = gr.Dataframe(headers=COLUMNS, label="Test split, best balanced accuracy first (click a header "
+                             "to sort)", interactive=False, wrap=True, pinned_columns=1,
+                             column_widths=["250px"] + ["84px"] * (len(COLUMNS) - 2) + ["180px"],
+                             datatype=["str" if c in (MODEL_COLUMN, LATENCY_SOURCE_COLUMN) else "number"
+                                       for c in COLUMNS], elem_id="leaderboard-table")
+        with gr.Row():
+            models = gr.CheckboxGroup(choices, value=[name for _, name in choices], label="Models in the plots",
+                                      elem_id="leaderboard-models", scale=3)
+            target = gr.Dropdown([("Macro average over the classes", MACRO)] +
+                                 [(display_name(code), code) for code in CLASSES], value=MACRO,
+                                 label="ROC curve of", elem_id="leaderboard-roc-class", scale=1)
+        with gr.Row():
+            roc = gr.Plot(label="ROC curves (one vs rest)", show_label=False, format="png", elem_id="leaderboard-roc")
+            reliability = gr.Plot(label="Reliability diagrams", show_label=False, format="png",
+                                  elem_id="leaderboard-reliability")
+        notes = gr.Markdown(elem_id="leaderboard-notes")
+
+    lane = dict(concurrency_limit=LEADERBOARD_CONCURRENCY, concurrency_id="leaderboard", show_progress="minimal")
+    plots = dict(fn=leaderboard_plots, inputs=[models, target], outputs=[notes, roc, reliability],
+                 api_visibility="private", trigger_mode="always_last", **lane)
+    tab.select(leaderboard, None, table, api_name="leaderboard", **lane).then(**plots)
+    models.change(**plots)
+    target.change(**plots)
 
 
 def launch(app=None, **kwargs):

@@ -1,4 +1,5 @@
-"""Evaluation of any classifier on a labelled image set or an internal split, and the plots of the result."""
+"""Evaluation of any classifier on a labelled image set or an internal split, the plots of the result, and the
+split predictions a model folder keeps for the app's Leaderboard."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 from ..classes import CLASSES
 from ..images import ImageError, load_fitted
 from ..metrics import compute_metrics
-from .data import split_arrays
+from ..model_folder import WEIGHTS_FILE, StoredPredictions, decision_rule, file_sha256, predictions_file
+from ..serving.classifier import Classifier
+from ..serving.composite import TtaClassifier
+from .data import SPLIT_FILE, labelled_split, load_images, split_arrays
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
@@ -111,3 +115,29 @@ def evaluate_split(classifier, split: str = "test", limit: int | None = None) ->
     classifier. `limit` scores a seeded random subset (quick checks)."""
     images, labels = split_arrays(split, classifier.input_size, limit)
     return compute_metrics(labels, classifier(images.astype("float32")))
+
+
+def save_split_predictions(folder, classifier=None, split: str = "test", *, tta: bool = False,
+                           directory=None) -> list[Path]:
+    """Keep what a model folder serves on an internal split in the folder, for the app's Leaderboard.
+
+    Writes `predictions_file(split)` (the served probabilities: the folder's decision rule applied) and,
+    with tta=True, `predictions_file(split, tta=True)` (served with test-time augmentation, as a registry
+    entry with "tta": true serves the folder). The split is decoded once, as `split_arrays` decodes it
+    for every score in the model card, so the file reproduces the card. Returns the paths written."""
+    folder = Path(folder)
+    classifier = classifier or Classifier.from_folder(folder)
+    paths, labels = labelled_split(split, directory)
+    images = load_images(paths, classifier.input_size).astype("float32")
+    ids = [Path(path).stem for path in paths]
+    stamp = dict(split=split, split_sha256=file_sha256(SPLIT_FILE), weights_sha256=file_sha256(folder / WEIGHTS_FILE),
+                 decision_rule=decision_rule(classifier.info))
+    served = {False: ("model", classifier)}
+    if tta:
+        with_tta = TtaClassifier(classifier)
+        served[True] = (f"tta: {with_tta.info.tta}", with_tta)
+    written = []
+    for is_tta, (served_as, model) in served.items():
+        stored = StoredPredictions(labels, model(images), ids, served_as=served_as, **stamp)
+        written.append(stored.write(folder / predictions_file(split, tta=is_tta)))
+    return written
