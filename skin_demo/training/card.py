@@ -52,7 +52,7 @@ def _recipe_lines(info: ModelInfo) -> list[str]:
     if "augmentation" in training:
         lines.append(f"- augmentation: {Augmentation.from_dict(training['augmentation']).describe()}")
     if training.get("ema"):
-        lines.append(f"- weights: exponential moving average, momentum {training['ema']}, scored every epoch")
+        lines.append(f"- weights: exponential moving average during fine-tuning, momentum {training['ema']}, scored every epoch")
     if training.get("extra_data"):
         lines.append(f"- extra training images: {training['extra_data']} (BCN_20000, another clinic; training only, "
                      "never validation or test)")

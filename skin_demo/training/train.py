@@ -34,7 +34,7 @@ from .augment import Augmentation, augment
 from .backbones import get_backbone
 from .calibrate import calibrate, class_prior
 from .card import write_model_card
-from .evaluate import save_plots
+from .evaluate import save_plots, save_split_predictions
 from .extra_data import load_bcn
 from .factory import build_model, last_conv_layer_name, save_model_folder, set_trainable
 from .run_folder import RunFolder, assign_values, values_of
@@ -136,7 +136,8 @@ def make_optimizer(config: TrainConfig, phase: Phase, steps: int):
         warmup = max(1, int(config.warmup_epochs * steps))
         schedule = keras.optimizers.schedules.CosineDecay(0.0, max(1, phase.epochs * steps - warmup),
                                                           warmup_target=phase.lr, warmup_steps=warmup)
-    ema = dict(use_ema=True, ema_momentum=config.ema) if config.ema else {}
+    # the average starts at the phase's first weights: over a short head phase it would lag far behind them
+    ema = dict(use_ema=True, ema_momentum=config.ema) if config.ema and phase.warmup else {}
     if config.optimizer == "adam":
         return keras.optimizers.Adam(schedule, **ema)
     if config.optimizer == "sgd":  # Inception-ResNet-v2 study: SGD with Nesterov momentum
@@ -312,7 +313,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             dataset = data.epoch_dataset(x_train, y_train, indices, config.batch_size,
                                          lambda x, s: augment(x, s, options), config.seed, number)
             t0 = time.time()
-            fitted = model.fit(dataset, epochs=1, class_weight=class_weight, verbose=verbose)
+            fitted = model.fit(dataset, epochs=1, steps_per_epoch=len(indices) // config.batch_size, shuffle=False,
+                               class_weight=class_weight, verbose=verbose)
             epoch_seconds = time.time() - t0
             seconds += epoch_seconds
             with averaged_weights(optimizer):
@@ -364,16 +366,17 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     classifier = Classifier(model, info, out.name)
     evaluation = {name: split[name] for name in (("val", "test") if config.score_test else ("val",))}
     prior = class_prior(y_ham) if config.logit_adjustment else None
-    calibrate(out, classifier, evaluation, prior=prior)  # the decision rule, chosen on validation
-    for name, (x, y) in evaluation.items():  # scored once, as served
-        probs = classifier(x.astype("float32"))
-        info.metrics[name] = compute_metrics(y, probs)
-        if name == list(evaluation)[-1]:  # the test split's plots; an ablation run's validation plots
-            save_plots(y, probs, out, title=f"{out.name} ({name})")
-        run.log(f"{name}: balanced accuracy {fmt(info.metrics[name]['balanced_accuracy'])}, "
-                f"macro AUC {fmt(info.metrics[name]['macro_auc'])}, accuracy {fmt(info.metrics[name]['accuracy'])}")
+    calibrate(out, classifier, evaluation, prior=prior)  # the decision rule, chosen on validation; metrics as served
+    shown, (x, y) = list(evaluation.items())[-1]  # the test split's plots; an ablation run's validation plots
+    save_plots(y, classifier(x.astype("float32")), out, title=f"{out.name} ({shown})")
+    for name in evaluation:
+        m = info.metrics[name]
+        run.log(f"{name}: balanced accuracy {fmt(m['balanced_accuracy'])}, macro AUC {fmt(m['macro_auc'])}, "
+                f"accuracy {fmt(m['accuracy'])}")
     info.write(out)
     write_model_card(out)
+    if config.score_test and not config.limit:  # the Leaderboard's curves; smoke runs score a few images only
+        save_split_predictions(out, classifier, "test", directory=config.data_dir)
     print(json.dumps({"model": str(out), "run": str(run.path), **{
         name: {k: info.metrics[name][k] for k in ("balanced_accuracy", "macro_auc", "accuracy")} for name in evaluation}}))
     return out
