@@ -146,30 +146,40 @@ def _predict(args) -> int:
 
 
 def _explain(args) -> None:
-    """The app's Explain and Compare: probabilities and an overlay PNG per model for one image."""
+    """The app's Explain and Compare: probabilities, one class explained by every model (`--target`, else the
+    first model's top class), an overlay PNG per model on the image at its own size, and (--json) the weight
+    and standard error of every region by id, with how far the models' numbered regions agree."""
     from PIL import Image
 
-    from .serving.service import SkinDemo
+    from .serving.service import DEFAULT_DETAIL, SkinDemo, check_detail, resolve_target
     from .serving.store import ModelStore
 
+    detail = DEFAULT_DETAIL if args.detail is None else check_detail(args.detail)  # bad settings: one line, at once
+    resolve_target(args.target)
     demo = SkinDemo(ModelStore(args.registry, lazy=True))
     models = args.model or [next(iter(demo.store.entries))]
     for name in models:  # load only these (the store is lazy), so only they are converted to onnxruntime;
         demo.store.get(name)  # an unavailable one raises ModelUnavailable -> one error line
     if args.method == "lime":
         demo.accelerate()
-    probs, results = demo.compare(args.image, models, num_features=args.features, max_samples=args.max_samples,
-                                  method=args.method, seed=args.seed)
+    comparison = demo.compare(args.image, models, num_features=args.features, max_samples=args.max_samples,
+                              method=args.method, seed=args.seed, target=args.target, detail=detail)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = []
-    for name, result in results.items():
+    for name, result in comparison.results.items():
         path = out / f"{Path(args.image).stem}_{name}_{args.method}.png"
         Image.fromarray(result.overlay).save(path)
-        report.append({"model": name, "probabilities": probs[name], "explained": result.label,
-                       "weights": result.weights, "samples": result.samples, "seconds": result.seconds,
-                       "overlay": str(path)})
+        report.append({"model": name, "probabilities": comparison.probabilities[name], **result.to_dict(),
+                       "agreement": comparison.agreement.get(name, {}), "overlay": str(path)})
         print(f"{name}: {result.summary()} -> {path}", file=sys.stderr)
+    why = "as asked" if comparison.chosen else f"the top class of {comparison.first}"
+    print(f"explained class: {comparison.label} ({why})", file=sys.stderr)
+    if len(comparison.agreement) > 1:
+        print(f"agreement of the top {comparison.agreement_k} regions (same regions, same sign):", file=sys.stderr)
+        for name, row in comparison.agreement.items():
+            print(f"  {name}: " + ", ".join(f"{other} {value:.2f}" for other, value in row.items() if other != name),
+                  file=sys.stderr)
     if args.json:
         print(json.dumps(report))
 
@@ -364,11 +374,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_predict)
 
-    p = sub.add_parser("explain", help="LIME or Grad-CAM overlays of one image for one or more registry models")
+    p = sub.add_parser("explain", help="LIME or Grad-CAM overlays of one image for one or more registry models, "
+                       "all explaining one class")
     p.add_argument("image", type=FILE)
     p.add_argument("--model", action="append", help="registry model name; repeat to compare (default: the first)")
     p.add_argument("--method", choices=["lime", "gradcam"], default="lime")
-    p.add_argument("--features", type=int, default=5, help="superpixels to highlight")
+    p.add_argument("--target", metavar="CLASS", help="class to explain for every model: a code (mel, nv, ...) or "
+                   "its name (default: the first model's top class)")
+    p.add_argument("--detail", type=int, metavar="N", help="regions in the LIME map, 5-50 (default 25): more is "
+                   "finer and slower")
+    p.add_argument("--features", type=int, default=5, help="regions to number on the picture (and to compare "
+                   "between models)")
     p.add_argument("--max-samples", type=int, default=1000, help="LIME's cap on perturbed samples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=".", type=_writable("folder"), help="folder for the overlay PNGs")

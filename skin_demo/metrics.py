@@ -34,6 +34,12 @@ def fmt(value, spec: str = ".4f") -> str:
     return "–" if value is None else format(value, spec)
 
 
+def _clipped(probs) -> np.ndarray:
+    """Probabilities kept away from 0 (log loss of an exact 0 is infinite), still summing to 1 per row."""
+    clipped = np.clip(probs, 1e-7, 1)
+    return clipped / clipped.sum(axis=1, keepdims=True)
+
+
 def compute_metrics(y_true, probs) -> dict:
     """Accuracy, balanced accuracy, macro AUC, per-class precision/recall/specificity/F1/AUC, ECE."""
     y_true = np.asarray(y_true)
@@ -63,7 +69,7 @@ def compute_metrics(y_true, probs) -> dict:
         "balanced_accuracy": float(metrics.balanced_accuracy_score(y_true, y_pred)) if len(present) else None,
         "macro_auc": float(np.mean(aucs)) if aucs else None,
         "macro_f1": float(metrics.f1_score(y_true, y_pred, labels=list(present), average="macro", zero_division=0)),
-        "log_loss": float(metrics.log_loss(y_true, np.clip(probs, 1e-7, 1), labels=labels)),
+        "log_loss": float(metrics.log_loss(y_true, _clipped(probs), labels=labels)),
         "ece": expected_calibration_error(y_true, probs),
         "per_class": per_class,
         "confusion_matrix": metrics.confusion_matrix(y_true, y_pred, labels=labels).tolist(),

@@ -27,8 +27,10 @@ RECIPE = ("balance", "lr", "epochs", "ema", "label_smoothing", "extra_data", "lo
 def recipe(info: ModelInfo) -> str:
     training = info.training
     parts = [f"{key}={training.get(key)}" for key in RECIPE if training.get(key) not in (None, False, 0, 0.0)]
-    if "augmentation" in training:
-        parts.append("aug: " + Augmentation.from_dict(training["augmentation"]).describe())
+    if "augmentation" in training:  # only what differs from the default augmentation (docs/ablation.md lists it)
+        default = Augmentation().to_dict()
+        changed = {k: v for k, v in Augmentation.from_dict(training["augmentation"]).to_dict().items() if v != default[k]}
+        parts.append("aug: " + (", ".join(f"{k}={v}" for k, v in changed.items()) if changed else "default"))
     return "; ".join(parts)
 
 
@@ -42,7 +44,8 @@ def row(folder: Path) -> str:
     kept = info.selection["epoch"] if info.selection else "–"
     tau = info.logit_adjustment["tau"] if info.logit_adjustment else "–"
     plain_text = f"{plain['balanced_accuracy']:.3f} / {plain['accuracy']:.3f}" if plain else "–"
-    return (f"| {folder.name} | {info.backbone} | {recipe(info)} | {info.epochs_run} (kept {kept}) | "
+    name = folder.parent.name if folder.name == "model" else folder.name  # tools/run_ablation.sh's layout
+    return (f"| {name} | {info.backbone} | {recipe(info)} | {info.epochs_run} (kept {kept}) | "
             f"{fmt(val['balanced_accuracy'], '.3f')} | {fmt(val['accuracy'], '.3f')} | {fmt(val['macro_auc'], '.3f')} | "
             f"{per_class['nv']['recall']:.2f} | {per_class['mel']['recall']:.2f} | {tau} | {plain_text} | "
             f"{speeds[len(speeds) // 2] if speeds else 0:.0f} | {info.training_seconds / 60:.0f} |")

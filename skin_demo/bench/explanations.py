@@ -30,15 +30,18 @@ def _lime_default_seconds(classifier, image) -> float:
 
 
 def _faithfulness(classifier, image, result, seed: int) -> dict[str, dict[str, float]]:
-    """Deletion/insertion AUC of the LIME, Grad-CAM and a random superpixel ranking."""
+    """Deletion/insertion AUC of the LIME, Grad-CAM and a random ranking of the explanation's regions, every
+    one hiding regions the way the explanation's samples did (`fill_segments`: a coarse-to-fine map fills
+    a hidden piece with its coarse parent's mean colour)."""
     segments = result.segments
     rankings = {
-        "lime": np.argsort(-result.weights[result.label], kind="stable"),
         "gradcam": faithfulness.ranking_from_heatmap(segments, gradcam.gradcam(classifier, image, result.label)),
         "random": np.random.default_rng(seed).permutation(int(segments.max()) + 1),
     }
-    return {name: faithfulness.deletion_insertion_auc(classifier, image, segments, ranking, result.label)
-            for name, ranking in rankings.items()}
+    return {"lime": faithfulness.explanation_auc(classifier, result),
+            **{name: faithfulness.deletion_insertion_auc(classifier, image, segments, ranking, result.label,
+                                                         fill_segments=result.fill_segments)
+               for name, ranking in rankings.items()}}
 
 
 def _mean(values) -> float:
@@ -46,8 +49,9 @@ def _mean(values) -> float:
 
 
 def benchmark(model_dir, n_images: int = 5, compare_dirs=(), compare_models: dict | None = None,
-              seed: int = 0) -> dict:
-    """Timings, samples, agreement, stability and faithfulness averaged over real test images.
+              seed: int = 0, detail: int = lime.DEFAULT_DETAIL) -> dict:
+    """Timings, samples, agreement, stability and faithfulness averaged over real test images, at `detail`
+    regions (the app's default unless given).
 
     Compare mode times `compare_models` (name -> classifier, e.g. every served model) or, else, the
     model with the `compare_dirs` folders."""
@@ -58,12 +62,12 @@ def benchmark(model_dir, n_images: int = 5, compare_dirs=(), compare_models: dic
     chosen = np.random.default_rng(seed).choice(len(paths), n_images, replace=False)
     images = [classifier.prepare(paths[i]) for i in chosen]
     for warm in (classifier, keras_classifier):
-        lime.explain(warm, images[0], max_samples=100)  # trace the forward passes once
+        lime.explain(warm, images[0], max_samples=100, detail=detail)  # trace the forward passes once
     rows = []
     for index, image in zip(chosen, images):
         lime_seconds = _lime_default_seconds(keras_classifier, image)
-        keras_seconds = lime.explain(keras_classifier, image, seed=seed).seconds
-        result = lime.explain(classifier, image, seed=seed)
+        keras_seconds = lime.explain(keras_classifier, image, seed=seed, detail=detail).seconds
+        result = lime.explain(classifier, image, seed=seed, detail=detail)
         reference = faithfulness.lime_reference(classifier, image, result.segments, result.label, seed=seed,
                                            batch_size=128)
         rows.append({
@@ -72,16 +76,18 @@ def benchmark(model_dir, n_images: int = 5, compare_dirs=(), compare_models: dic
             "seconds_keras_runtime": keras_seconds,
             "seconds": result.seconds,
             "samples": result.samples,
+            "regions": result.regions,
             "agreement": faithfulness.agreement(result, reference),
-            "stability": faithfulness.stability(classifier, image),
+            "stability": faithfulness.stability(classifier, image, detail=detail),
             "auc": _faithfulness(classifier, image, result, seed + int(index)),
         })
-    averaged = ("lime_seconds", "seconds_keras_runtime", "seconds", "samples", "agreement", "stability")
+    averaged = ("lime_seconds", "seconds_keras_runtime", "seconds", "samples", "regions", "agreement", "stability")
     report = {
         "model": classifier.name,
         "input_size": list(classifier.input_size),
         "runtime": classifier.runtime if runtime_note is None else f"keras ({runtime_note})",
         "images": len(rows),
+        "detail": detail,
         **{key: _mean([r[key] for r in rows]) for key in averaged},
         "auc": {method: {curve: _mean([r["auc"][method][curve] for r in rows]) for curve in ("deletion", "insertion")}
                 for method in rows[0]["auc"]},
@@ -96,7 +102,7 @@ def benchmark(model_dir, n_images: int = 5, compare_dirs=(), compare_models: dic
         for model in models.values():
             model.accelerate()
             model(images[0][None])  # trace before timing
-        views = [lime.compare(models, image, seed=seed) for image in images]
+        views = [lime.compare(models, image, seed=seed, detail=detail) for image in images]
         report["compare"] = {
             "models": list(models),
             "seconds": _mean([next(iter(v.values())).seconds for v in views]),  # the whole comparison

@@ -12,7 +12,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .overlay import gradcam_overlay  # noqa: F401  drawn in overlay.py, kept importable from here
 
 
 @functools.lru_cache(maxsize=4)

@@ -78,7 +78,6 @@ from scipy.ndimage import gaussian_filter
 from skimage import segmentation
 from sklearn.metrics import pairwise_distances
 
-from .overlay import overlay  # noqa: F401  the picture moved to overlay.py; kept here for older callers
 from .regions import TOP_K, top_superpixels
 
 KERNEL_WIDTH = 0.25  # lime_image.LimeImageExplainer's default

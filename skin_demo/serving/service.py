@@ -2,26 +2,40 @@
 
 Every entry point takes an image from any source (path, bytes, array, PIL image) and a model name
 from the registry, so the UI stays a thin layer of widgets over these functions.
+
+Explanations (`explain`, `compare`) explain one class for every model: the `target` class asked for
+(a class code such as "mel" or its display name), else the first model's top class. LIME maps have
+`detail` regions or more (`lime.DETAIL_RANGE`); the overlay is drawn on the uploaded picture at its own
+resolution (`explain.overlay.draw`: regions numbered, legend), and every region's weight and standard
+error is returned as data keyed by the region id drawn on the picture ("1".."S").
 """
 
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..classes import CLASSES, display_name
-from ..explain import gradcam, lime
-from ..images import load_image
+from ..classes import CLASSES, FULL_NAMES, display_name
+from ..explain import faithfulness, gradcam, lime, overlay
+from ..images import fit_geometry, load_image
 from ..metrics import fmt
 from ..model_folder import CONFUSION_MATRIX_FILE
 from .ood import OodUnavailable
 from .store import ModelStore
 
 EXPLAIN_METHODS = ("lime", "gradcam")
+DEFAULT_DETAIL = lime.DEFAULT_DETAIL
+DETAIL_RANGE = lime.DETAIL_RANGE
+SAMPLES_RANGE = (10, 10_000)  # LIME's cap on perturbed samples: a request cannot hold the explain lane for minutes
+FEATURES_RANGE = (1, 50)  # regions numbered on the picture
+TOP_CLASS = "top"  # target meaning "the first model's top class" (so do None and "")
+ERROR_MEANING = ("± is one standard error: how far a weight would move with a fresh set of random samples; "
+                 "a weight less than about two of them away from 0 could have either sign.")
 log = logging.getLogger(__name__)
 
 
@@ -29,18 +43,87 @@ class RequestError(ValueError):
     """A request a person can fix (no model ticked, an unknown method): its message is shown to them as is."""
 
 
+def resolve_target(target) -> int | None:
+    """The class index asked for: a class code ("mel"), a display name or a full name (any case), or None
+    for the first model's top class (also None, "" and "top"); else RequestError listing the codes."""
+    if target is None:
+        return None
+    text = str(target).strip().lower()
+    if text in ("", TOP_CLASS, "top class"):
+        return None
+    for index, code in enumerate(CLASSES):
+        if text in (code, display_name(code).lower(), FULL_NAMES[code].lower()):
+            return index
+    raise RequestError(f"Unknown class {str(target)!r}: choose one of {', '.join(CLASSES)}, or none for the "
+                       "first model's top class.")
+
+
+def _whole(value, name: str, low: int, high: int, what: str) -> int:
+    """`value` as an int in [low, high] (an integral float such as a slider's 25.0 too), else RequestError."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+        raise RequestError(f"{name} must be a whole number of {what} from {low} to {high}, not {value!r}.")
+    return int(value)
+
+
+def check_detail(detail) -> int:
+    """Regions wanted in a LIME map (`lime.DETAIL_RANGE`), or RequestError with one sentence."""
+    return _whole(detail, "detail", *DETAIL_RANGE, "regions")
+
+
 @dataclass
 class ExplainResult:
-    overlay: np.ndarray  # uint8 (H, W, 3) at the model's input size
-    label: str  # the class explained
-    weights: dict[str, float]  # LIME: superpixel id -> weight; Grad-CAM: empty
+    """One model's explanation of one class, ready to show and to serialise."""
+
+    overlay: np.ndarray  # uint8 (H, W, 3) at the uploaded picture's size: numbered regions, legend when it fits
+    label: str  # the class explained (code)
+    weights: dict[str, float]  # LIME: region id ("1".."S") -> weight, every region, largest |weight| first
+    # (Grad-CAM: {})
     samples: int
     seconds: float
     method: str
+    errors: dict[str, float] = field(default_factory=dict)  # region id -> standard error of its weight (same keys)
+    rows: list[tuple[int, float, float]] = field(default_factory=list)  # (id, weight, error) of the numbered regions
+    legend: str = ""  # what the colours and numbers mean, one item a line
+    detail: int | None = None  # LIME: regions asked for (the map has `regions` >= detail)
+
+    @property
+    def regions(self) -> int:
+        return len(self.weights)
 
     def summary(self) -> str:
-        what = f"{self.samples} perturbed samples" if self.method == "lime" else "one gradient pass"
+        """One line: method, class, cost."""
+        what = (f"{self.samples} perturbed samples, {self.regions} regions" if self.method == "lime"
+                else "one gradient pass")
         return f"{self.method.upper()} for {display_name(self.label)}: {what}, {self.seconds:.2f} s."
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the class, the weights and errors by region id, the numbered regions, the cost."""
+        return {"explained": self.label, "method": self.method, "detail": self.detail, "regions": self.regions,
+                "weights": self.weights, "errors": self.errors,
+                "numbered": [{"region": r, "weight": w, "error": e} for r, w, e in self.rows],
+                "legend": self.legend, "samples": self.samples, "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class Comparison:
+    """Every model's probabilities and explanation of one class on one image (`SkinDemo.compare`)."""
+
+    probabilities: dict[str, dict[str, float]]  # model -> class code -> probability, highest first
+    results: dict[str, ExplainResult]  # model -> its explanation, in the order asked for
+    label: str  # the class every model explains
+    chosen: bool  # True: the class asked for; False: the first model's top class
+    agreement: dict[str, dict[str, float]]  # LIME: model -> model -> agreement in [0, 1]; Grad-CAM: {}
+    agreement_k: int  # the top regions compared (the numbered ones)
+
+    @property
+    def first(self) -> str:
+        return next(iter(self.results))
+
+
+def _number(value: float) -> float:
+    return float(f"{value:.6g}")  # 6 significant digits: small standard errors stay visible
 
 
 class SkinDemo:
@@ -120,47 +203,62 @@ class SkinDemo:
                 f"(outlier score {score:.0f}); its answer is probably meaningless here.")
 
     # ------------------------------------------------------------------ explain
-    def explain(self, image, model: str, num_features: int = 5, max_samples: int = 1000,
-                method: str = "lime", seed: int = 0) -> ExplainResult:
-        return self.compare(image, [model], num_features, max_samples, method, seed)[1][model]
+    def explain(self, image, model: str, num_features: int = 5, max_samples: int = 1000, method: str = "lime",
+                seed: int = 0, target=None, detail: int = DEFAULT_DETAIL) -> ExplainResult:
+        """One model's explanation of `target` (class code or display name; None: its top class)."""
+        if not isinstance(model, str):
+            raise RequestError("Choose one model to explain.")
+        return self.compare(image, [model], num_features, max_samples, method, seed, target, detail).results[model]
 
     def compare(self, image, models: list[str], num_features: int = 5, max_samples: int = 1000,
-                method: str = "lime", seed: int = 0) -> tuple[dict[str, dict[str, float]], dict[str, ExplainResult]]:
-        """Probabilities of every model and their explanations.
+                method: str = "lime", seed: int = 0, target=None, detail: int = DEFAULT_DETAIL) -> Comparison:
+        """Probabilities of every model and their explanations of one class (`target`, else the first
+        model's top class), with how far the models' top regions agree (LIME).
 
         LIME runs on one segmentation and one mask set shared by all models (so the pictures are
         comparable); models of different input sizes share them at the first model's size.
         """
         if method not in EXPLAIN_METHODS:
-            raise RequestError(f"method must be one of {EXPLAIN_METHODS}, not {method!r}")
+            raise RequestError(f"method must be one of {EXPLAIN_METHODS}, not {method!r}.")
+        models = [models] if isinstance(models, str) else list(models or [])
         if not models:
             raise RequestError("Choose at least one model.")
+        num_features = _whole(num_features, "num_features", *FEATURES_RANGE, "regions")
+        max_samples = _whole(max_samples, "max_samples", *SAMPLES_RANGE, "samples")
+        detail = check_detail(detail)
+        chosen = resolve_target(target)
         classifiers = {name: self.store.get(name) for name in dict.fromkeys(models)}
+        first = next(iter(classifiers))
         rgb = load_image(image)
-        fitted = next(iter(classifiers.values())).prepare(rgb)
         probs = {name: clf.predict(rgb) for name, clf in classifiers.items()}
+        label = CLASSES.index(next(iter(probs[first]))) if chosen is None else chosen
+        class_name = display_name(CLASSES[label])
         results = {}
         if method == "gradcam":
             no_network = [name for name, clf in classifiers.items() if not hasattr(clf, "model")]
             if no_network:
                 raise RequestError(f"Grad-CAM needs a single network; {', '.join(no_network)} is an ensemble: "
                                    "use LIME for it.")
-
             for name, clf in classifiers.items():
                 start = time.perf_counter()
                 picture = clf.prepare(rgb)
-                label = CLASSES.index(next(iter(probs[name])))
                 heat = gradcam.gradcam(clf, picture, label)
-                results[name] = ExplainResult(gradcam.gradcam_overlay(picture, heat), CLASSES[label], {}, 1,
-                                              time.perf_counter() - start, method)
-            return probs, results
-        # each classifier resizes the shared picture to its own input size inside its call
-        explanations = lime.compare(classifiers, fitted, seed=seed, max_samples=int(max_samples))
+                legend = [f"warm colours: where the evidence for {class_name} is strongest", "blue: little or none"]
+                if not fit_geometry(rgb.shape, clf.input_size).seen().all():
+                    legend.append("hatched grey: not seen by the model")
+                results[name] = ExplainResult(overlay.gradcam_overlay(picture, heat, picture=rgb), CLASSES[label], {},
+                                              1, time.perf_counter() - start, method, legend="\n".join(legend))
+            return Comparison(probs, results, CLASSES[label], chosen is not None, {}, num_features)
+        fitted = classifiers[first].prepare(rgb)  # each classifier resizes it to its own input size inside its call
+        explanations = lime.compare(classifiers, fitted, label=label, seed=seed, detail=detail,
+                                    max_samples=max_samples)
         for name, e in explanations.items():
-            weights = e.weights[e.label]
-            order = np.argsort(-np.abs(weights))
+            drawn = overlay.draw(e, picture=rgb, num_features=num_features, class_name=class_name)
+            every = overlay.region_rows(e)
             results[name] = ExplainResult(
-                lime.overlay(e, num_features=int(num_features)), CLASSES[e.label],
-                {str(int(i)): round(float(weights[i]), 5) for i in order}, e.samples, e.seconds, method)
-        return probs, results
-
+                drawn.image, CLASSES[label], {str(r): _number(w) for r, w, _ in every}, e.samples, e.seconds, method,
+                errors={str(r): _number(s) for r, _, s in every},
+                rows=[(r, _number(w), _number(s)) for r, w, s in drawn.rows], legend=drawn.legend, detail=detail)
+        k = min(num_features, next(iter(explanations.values())).regions)
+        agreement = faithfulness.pairwise_agreement(explanations, k=k)
+        return Comparison(probs, results, CLASSES[label], chosen is not None, agreement, k)

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from skin_demo import CLASSES, display_name
 from skin_demo.serving.ui import EXAMPLES_DIR
@@ -19,6 +20,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 EXAMPLE = EXAMPLES_DIR / "mel_ISIC_0024315.jpg"
 COMPARE_EXAMPLE = "bkl ISIC_0024338"  # an example button's label
+TARGET = "bcc"  # the class Compare is asked to explain
 LIME_SAMPLES = "200"  # the slider's minimum: keeps LIME quick
 WAIT_MS = 90_000  # LIME on a shared, busy CPU
 
@@ -60,14 +62,21 @@ def wait_for_image(page, selector):
     return tuple(page.locator(selector).first.evaluate("i => [i.naturalWidth, i.naturalHeight]"))
 
 
-def use_few_lime_samples(page):
-    box = page.get_by_label("number input for Max LIME samples")
+def use_few_lime_samples(page, slider="#samples"):
+    box = page.locator(f"{slider} input[type=number]")
     box.fill(LIME_SAMPLES)
     box.press("Enter")
     expect(box).to_have_value(LIME_SAMPLES)
 
 
-def test_classify_tab_predicts_seven_labels_and_shows_an_explanation(page, tmp_path, tiny_classifier):
+def choose(page, dropdown, option):
+    """Pick `option` (its label) in the Gradio dropdown with elem_id `dropdown`."""
+    page.locator(f"{dropdown} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+    expect(page.locator(f"{dropdown} input")).to_have_value(option)
+
+
+def test_classify_tab_predicts_seven_labels_and_shows_an_explanation(page, tmp_path):
     # Predict with no image: the readable message reaches the person, as a toast
     page.locator("#predict").click()
     toast = page.get_by_test_id("toast-body")
@@ -90,17 +99,22 @@ def test_classify_tab_predicts_seven_labels_and_shows_an_explanation(page, tmp_p
 
     use_few_lime_samples(page)
     page.locator("#explain").click()
-    expect(page.locator("#explain-summary")).to_contain_text(f"LIME for {top}", timeout=WAIT_MS)
-    expect(page.locator("#explain-summary")).to_contain_text(f"{LIME_SAMPLES} perturbed samples")
-    height, width = tiny_classifier.input_size
-    assert wait_for_image(page, "#overlay img") == (width, height)  # the overlay at the model's input size
+    summary = page.locator("#explain-summary")
+    expect(summary).to_contain_text(f"LIME for {top}", timeout=WAIT_MS)
+    expect(summary).to_contain_text(f"{LIME_SAMPLES} perturbed samples")
+    expect(summary).to_contain_text("Numbered regions, weight ± standard error")
+    expect(summary).to_contain_text("± is one standard error")
+    assert wait_for_image(page, "#overlay img") == Image.open(EXAMPLE).size  # drawn on the upload, at its size
+    wait_for_image(page, "#weights-chart img")  # the bar chart of the region weights
+    expect(page.locator("#weights-chart img")).to_be_visible()
     page.screenshot(path=tmp_path / "classify.png", full_page=True)
 
 
-def test_compare_tab_shows_a_column_and_an_overlay_per_ticked_model(page, tmp_path):
-    use_few_lime_samples(page)  # the Explanation settings are shared with the Compare tab
+def test_compare_tab_explains_one_chosen_class_for_two_models(page, tmp_path):
     page.get_by_role("tab", name="Compare").click()
     expect(page.locator("#compare")).to_be_visible()
+    page.get_by_text("More settings").click()
+    use_few_lime_samples(page, "#compare-samples")
 
     page.locator("button.gallery-item").filter(visible=True).filter(has_text=COMPARE_EXAMPLE).click()
     wait_for_image(page, "#compare-image img")
@@ -112,23 +126,33 @@ def test_compare_tab_shows_a_column_and_an_overlay_per_ticked_model(page, tmp_pa
     for name in ("Tiny A", "Tiny B"):
         models.get_by_role("checkbox", name=name).check()
         expect(models.get_by_role("checkbox", name=name)).to_be_checked()
+    choose(page, "#compare-target", display_name(TARGET))
 
     page.locator("#compare").click()
     gallery = page.locator("#compare-gallery img")
     expect(gallery).to_have_count(2, timeout=WAIT_MS)
     wait_for_image(page, "#compare-gallery img")
     captions = page.locator("#compare-gallery .caption-label").all_inner_texts()
-    assert [c.split(":")[0] for c in captions] == ["Tiny A", "Tiny B"]
-    assert all(f"{LIME_SAMPLES} perturbed samples" in c for c in captions)
+    assert captions == [f"Tiny A · {TARGET}", f"Tiny B · {TARGET}"], "both models explain the class chosen"
+    expect(page.locator("#compare-summary")).to_contain_text(
+        f"Both models explain {display_name(TARGET)}, the class chosen.")
 
     table = page.locator("#compare-table")
     headers = table.locator("[role=columnheader] .header-content")  # without the cell-menu button
-    expect(headers).to_have_text(["class", "Tiny A", "Tiny B"])
-    for col in (1, 2):
-        cells = table.locator(f"[role=gridcell][data-col='{col}']")
-        expect(cells).to_have_count(7)
-        assert sum(float(v) for v in cells.all_inner_texts()) == pytest.approx(1.0, abs=2e-3)
-    # the model columns are in view, not pushed off to the right by the long class names
+    expect(headers).to_have_text(["model", *CLASSES, "top", "samples"])
+    expect(table.locator("[role=gridcell][data-col='0']")).to_have_text(["Tiny A", "Tiny B"])
+    columns = [table.locator(f"[role=gridcell][data-col='{col}']").all_inner_texts() for col in range(1, 10)]
+    for row in range(2):
+        assert sum(float(column[row]) for column in columns[:7]) == pytest.approx(100, abs=0.5), "a row is in %"
+    assert columns[8] == [LIME_SAMPLES, LIME_SAMPLES]
+    # every column is in view, not pushed off to the right by the model names
     box, last = table.bounding_box(), headers.last.bounding_box()
     assert last["x"] + last["width"] <= box["x"] + box["width"] + 1
+
+    agreement = page.locator("#compare-agreement")
+    expect(agreement.locator("[role=columnheader] .header-content")).to_have_text(["model", "1", "2"])
+    expect(agreement.locator("[role=gridcell][data-col='0']")).to_have_text(["1 · Tiny A", "2 · Tiny B"])
+    files = page.locator("#compare-files")  # a name is drawn as stem and suffix
+    for stem in ("probabilities", "agreement", f"1_tiny_a_{TARGET}_lime", f"2_tiny_b_{TARGET}_lime"):
+        expect(files).to_contain_text(stem)
     page.screenshot(path=tmp_path / "compare.png", full_page=True)

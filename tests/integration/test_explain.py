@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from skin_demo.explain import faithfulness, gradcam, lime
+from skin_demo.explain import faithfulness, gradcam, lime, overlay
 from skin_demo.training import data as dataset
 from skin_demo.serving.classifier import Classifier
 
@@ -22,10 +22,13 @@ def melanoma(images):
 
 
 def test_explanation_agrees_with_lime_on_the_same_segmentation(tiny_classifier, images):
-    """Averaged over three lesions: lime's own top-5 at 1000 samples moves by about one superpixel per seed."""
+    """Averaged over three lesions: lime's own top-5 at 1000 samples moves by about one superpixel per seed.
+
+    At one stage (COARSE_REGIONS): lime's reference samples the whole picture with its own fill, which is
+    what a one-stage map does; a coarse-to-fine map samples differently by design (lime.py's docstring)."""
     agreements = []
     for code in ("mel", "nv", "bkl"):
-        ours = lime.explain(tiny_classifier, images[code], seed=0)
+        ours = lime.explain(tiny_classifier, images[code], seed=0, detail=lime.COARSE_REGIONS)
         reference = faithfulness.lime_reference(tiny_classifier, images[code], ours.segments, ours.label,
                                            batch_size=128)
         agreements.append(faithfulness.agreement(ours, reference))
@@ -101,7 +104,7 @@ def test_gradcam_map_has_the_image_size_and_is_non_negative(tiny_classifier, mel
     heatmap = gradcam.gradcam(tiny_classifier, melanoma, class_index=predicted)
     assert heatmap.shape == melanoma.shape[:2]
     assert heatmap.min() >= 0 and heatmap.max() > 0
-    picture = gradcam.gradcam_overlay(melanoma, heatmap)
+    picture = overlay.gradcam_overlay(melanoma, heatmap)
     assert picture.shape == melanoma.shape and picture.dtype == np.uint8
 
 
@@ -114,8 +117,9 @@ def test_explanations_delete_evidence_faster_than_a_random_ranking(tiny_classifi
         result = lime.explain(tiny_classifier, image)
         shuffled = np.random.default_rng(int(index)).permutation(result.segments.max() + 1)
         for ranking, scores in ((np.argsort(-result.weights[result.label]), ours), (shuffled, random)):
-            scores.append(faithfulness.deletion_insertion_auc(
-                tiny_classifier, image, result.segments, ranking, result.label)["deletion"])
+            scores.append(faithfulness.deletion_insertion_auc(  # regions hidden as the explanation's samples hid them
+                tiny_classifier, image, result.segments, ranking, result.label,
+                fill_segments=result.fill_segments)["deletion"])
     assert np.mean(ours) < np.mean(random)
 
 
@@ -128,15 +132,26 @@ def test_cli_compares_two_models_and_writes_their_overlays(registry_file, test_i
 
     image = test_images["bcc"]
     status = main(["explain", image, "--model", "tiny_a", "--model", "tiny_b", "--registry", str(registry_file),
-                   "--out", str(tmp_path), "--json"])
+                   "--out", str(tmp_path), "--target", "nv", "--detail", "30", "--json"])
     assert status == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    output = capsys.readouterr()
+    report = json.loads(output.out.strip().splitlines()[-1])
     assert [r["model"] for r in report] == ["tiny_a", "tiny_b"]
+    assert "explained class: nv (as asked)" in output.err and "agreement of the top 5 regions" in output.err
     for r in report:
         assert abs(sum(r["probabilities"].values()) - 1) < 1e-4 and 200 <= r["samples"] <= 1000
-        assert Image.open(r["overlay"]).size == (128, 96)
+        assert Image.open(r["overlay"]).size == Image.open(image).size  # drawn on the image, at its size
+        assert r["explained"] == "nv" and r["detail"] == 30 and len(r["weights"]) == r["regions"] >= 30
+        assert list(r["errors"]) == list(r["weights"]) and len(r["numbered"]) == 5
+        assert r["agreement"][r["model"]] == 1.0 and 0 <= r["agreement"]["tiny_b" if r["model"] == "tiny_a"
+                                                                         else "tiny_a"] <= 1
     assert main(["explain", str(tmp_path / "missing.jpg"), "--registry", str(registry_file)]) == 2
     assert main(["explain", image, "--model", "gone", "--registry", str(registry_file)]) == 2
+    capsys.readouterr()
+    for bad, message in ((["--target", "moles"], "Unknown class 'moles'"), (["--detail", "3"], "from 5 to 50, not 3")):
+        assert main(["explain", image, "--model", "tiny_a", "--registry", str(registry_file), *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
 def test_benchmark_reports_lime_and_ours_from_the_same_run(tiny_model_dir, second_tiny_model_dir):
@@ -147,5 +162,6 @@ def test_benchmark_reports_lime_and_ours_from_the_same_run(tiny_model_dir, secon
     assert report["speedup"] == pytest.approx(report["lime_seconds"] / report["seconds"])
     assert 300 <= report["samples"] <= 1000 and 0 <= report["agreement"] <= 1 and 0 <= report["stability"] <= 1
     assert set(report["auc"]) == {"lime", "gradcam", "random"}
+    assert report["detail"] == lime.DEFAULT_DETAIL and report["regions"] >= lime.DEFAULT_DETAIL
     assert report["compare"]["models"] == ["tiny_v2", "tiny_v2_b"]
     assert all(300 <= n <= 1000 for n in report["compare"]["samples"].values())

@@ -142,7 +142,6 @@ def test_the_legend_is_drawn_where_it_hides_no_numbered_region_and_returned_as_t
 def test_without_an_upload_the_picture_is_the_model_s_input(explanation):
     picture = overlay.draw(explanation, numbers=False, legend=False)
     np.testing.assert_array_equal(picture.image, overlay.overlay(explanation))
-    assert lime.overlay is overlay.overlay, "older callers still find it in lime"
 
 
 def test_grad_cam_is_drawn_on_the_upload_too(upload):

@@ -1,12 +1,16 @@
 """SkinDemo, what the UI, the API and the CLI call: predict, explain and describe the models of one store."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
-from unit_helpers import TINY_SIZE
+from unit_helpers import assert_one_sentence
 
 from skin_demo.classes import CLASSES, display_name
 from skin_demo.images import ImageError
-from skin_demo.serving.service import RequestError, SkinDemo
+from skin_demo.model_folder import ModelFolderError
+from skin_demo.serving.service import DEFAULT_DETAIL, Comparison, RequestError, SkinDemo
 
 
 @pytest.fixture(scope="module")
@@ -30,18 +34,49 @@ def test_predict_labels_seven_classes_by_their_display_names(demo, lesion_jpg, m
     assert sum(labels.values()) == pytest.approx(1, abs=1e-5)
 
 
-def test_lime_explanation_is_an_overlay_of_the_model_input_size(demo, lesion_jpg):
+def test_lime_explanation_is_drawn_on_the_upload_with_every_region_s_weight_and_error(demo, lesion_jpg):
     result = demo.explain(lesion_jpg, "tiny", num_features=3, max_samples=100, method="lime")
-    assert result.overlay.shape == (*TINY_SIZE, 3) and result.overlay.dtype == np.uint8
-    assert result.method == "lime" and result.samples == 100
+    assert result.overlay.shape == (150, 200, 3) and result.overlay.dtype == np.uint8, "the upload's size"
+    assert result.method == "lime" and result.samples == 100 and result.detail == DEFAULT_DETAIL
     assert result.label == next(iter(demo.probabilities(lesion_jpg, "tiny"))), "explains the predicted class"
-    assert len(result.weights) >= 3 and all(key.isdigit() for key in result.weights)
-    assert result.summary().startswith(f"LIME for {display_name(result.label)}: 100 perturbed samples")
+    assert result.regions >= DEFAULT_DETAIL
+    assert sorted(map(int, result.weights)) == list(range(1, result.regions + 1)), "one entry per region, ids 1..S"
+    assert list(result.errors) == list(result.weights) and all(e >= 0 for e in result.errors.values())
+    magnitudes = [abs(w) for w in result.weights.values()]
+    assert magnitudes == sorted(magnitudes, reverse=True), "largest |weight| first"
+    assert [str(r) for r, _, _ in result.rows] == list(result.weights)[:3], "the numbered regions"
+    assert all(result.weights[str(r)] == w and result.errors[str(r)] == e for r, w, e in result.rows)
+    assert "green: supports" in result.legend and display_name(result.label) in result.legend
+    assert result.summary().startswith(f"LIME for {display_name(result.label)}: 100 perturbed samples, "
+                                       f"{result.regions} regions")
+    assert json.loads(json.dumps(result.to_dict()))["weights"] == result.weights
 
 
-def test_gradcam_explains_a_single_network_but_refuses_an_ensemble(demo, lesion_jpg):
-    result = demo.explain(lesion_jpg, "tiny", method="gradcam")
-    assert result.overlay.shape == (*TINY_SIZE, 3) and result.samples == 1 and result.weights == {}
+def test_the_class_asked_for_is_explained_by_code_or_display_name(demo, lesion_jpg):
+    top = next(iter(demo.probabilities(lesion_jpg, "tiny")))
+    other = next(code for code in CLASSES if code != top)
+    by_code = demo.explain(lesion_jpg, "tiny", max_samples=100, target=other, detail=8)
+    by_name = demo.explain(lesion_jpg, "tiny", max_samples=100, target=display_name(other), detail=8)
+    assert by_code.label == by_name.label == other and by_code.weights == by_name.weights
+    assert demo.explain(lesion_jpg, "tiny", max_samples=100, target="top", detail=8).label == top
+
+
+def test_compare_explains_the_first_model_s_class_for_every_model_and_says_how_far_they_agree(demo, lesion_jpg):
+    result = demo.compare(lesion_jpg, ["tiny", "both"], max_samples=100, detail=8)
+    assert isinstance(result, Comparison) and list(result.results) == ["tiny", "both"] and not result.chosen
+    assert result.label == next(iter(result.probabilities["tiny"]))
+    assert {r.label for r in result.results.values()} == {result.label}
+    assert set(result.agreement) == {"tiny", "both"} and result.agreement["tiny"]["tiny"] == 1.0
+    assert 0 <= result.agreement["tiny"]["both"] == result.agreement["both"]["tiny"] <= 1
+    assert result.agreement_k == 5
+    chosen = demo.compare(lesion_jpg, ["tiny", "both"], max_samples=100, detail=8, target="vasc")
+    assert chosen.chosen and chosen.label == "vasc" and {r.label for r in chosen.results.values()} == {"vasc"}
+
+
+def test_gradcam_explains_a_single_network_on_the_upload_but_refuses_an_ensemble(demo, lesion_jpg):
+    result = demo.explain(lesion_jpg, "tiny", method="gradcam", target="bcc")
+    assert result.overlay.shape == (150, 200, 3) and result.samples == 1 and result.weights == {} == result.errors
+    assert result.label == "bcc" and "Basal cell carcinoma" in result.legend
     with pytest.raises(RequestError, match="both is an ensemble: use LIME for it"):
         demo.explain(lesion_jpg, "both", method="gradcam")
 
@@ -51,6 +86,38 @@ def test_requests_a_person_can_fix_get_a_request_error(demo, lesion_jpg):
         demo.explain(lesion_jpg, "tiny", method="shap")
     with pytest.raises(RequestError, match="Choose at least one model"):
         demo.compare(lesion_jpg, [])
+
+
+@pytest.mark.parametrize("options, phrases", [
+    (dict(target="melanocytic"), ("Unknown class 'melanocytic'", "akiec, bcc, bkl, df, mel, nv, vasc")),
+    (dict(target="MEL "), None),
+    (dict(detail=4), ("detail must be a whole number of regions from 5 to 50, not 4",)),
+    (dict(detail=51), ("from 5 to 50, not 51",)),
+    (dict(detail=12.5), ("not 12.5",)),
+    (dict(detail="many"), ("not 'many'",)),
+    (dict(detail=True), ("not True",)),
+    (dict(max_samples=1), ("max_samples must be a whole number of samples from 10 to 10000",)),
+    (dict(max_samples=10**6), ("not 1000000",)),
+    (dict(num_features=0), ("num_features must be a whole number of regions from 1 to 50",)),
+])
+def test_bad_settings_get_one_sentence_before_any_work(demo, lesion_jpg, options, phrases):
+    if phrases is None:  # a class code in any case, with spaces around it, is still the class
+        assert demo.explain(lesion_jpg, "tiny", max_samples=100, detail=5, **options).label == "mel"
+        return
+    with pytest.raises(RequestError) as error:
+        demo.explain(lesion_jpg, "tiny", **options)
+    assert_one_sentence(str(error.value), *phrases)
+
+
+def test_an_unknown_model_gets_one_sentence_naming_the_registry(demo, lesion_jpg):
+    with pytest.raises(ModelFolderError) as error:
+        demo.compare(lesion_jpg, ["tiny", "nonesuch"], max_samples=100)
+    assert_one_sentence(str(error.value), "Unknown model 'nonesuch'", "tiny")
+
+
+def test_a_slider_s_whole_float_is_a_whole_number(demo, lesion_jpg):
+    result = demo.explain(lesion_jpg, "tiny", num_features=2.0, max_samples=100.0, detail=6.0)
+    assert result.detail == 6 and len(result.rows) == 2 and result.samples == 100
 
 
 def test_an_unreadable_upload_gets_an_image_error(demo, tmp_path):
@@ -67,3 +134,54 @@ def test_model_info_describes_the_network_and_a_model_without_detector_gives_no_
     assert text.startswith("### Tiny CNN") and "backbone `custom_cnn`" in text and "input 48x64" in text
     assert "runs on keras" in text and matrix is None  # no test metrics, no confusion matrix in a fresh folder
     assert demo.ood_warning(lesion_jpg, "tiny") is None
+
+
+# ------------------------------------------------------------------ the app's functions, called as the events call them
+@pytest.fixture
+def app_functions(demo, tmp_path, monkeypatch):
+    """The named endpoints' functions of an app over the tiny models; Gradio's cache in the test's tmp dir."""
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    from skin_demo.serving.ui import build_app
+
+    app = build_app(demo)
+    return {fn.api_name: fn.fn for fn in app.fns.values() if fn.api_name}
+
+
+def test_explain_endpoint_gives_overlay_weights_summary_chart_and_errors(app_functions, lesion_jpg):
+    old_call = app_functions["explain"](str(lesion_jpg), "tiny", 4, 100, "lime")  # scripts written before detail
+    overlay, weights, summary, chart, errors = app_functions["explain"](str(lesion_jpg), "tiny", 4, 100, "lime",
+                                                                        "mel", 30)
+    assert len(old_call) == 5 and len(old_call[1]) >= DEFAULT_DETAIL
+    assert overlay.shape == (150, 200, 3) and len(weights) >= 30 and list(errors) == list(weights)
+    assert summary.startswith(f"LIME for {display_name('mel')}: 100 perturbed samples")
+    assert "Numbered regions, weight ± standard error: **" in summary and "± is one standard error" in summary
+    assert "green: supports Melanoma (mel)" in summary
+    bars = chart.axes[0].patches
+    assert len(bars) == len(weights) and [b.get_height() for b in bars] == pytest.approx(list(weights.values()))
+    assert [t.get_text() for t in chart.axes[0].get_xticklabels()] == list(weights)
+    gradcam = app_functions["explain"](str(lesion_jpg), "tiny", 4, 100, "gradcam", "nv")
+    assert gradcam[0].shape == (150, 200, 3) and gradcam[1] == {} and gradcam[3] is None
+    assert gradcam[2].startswith("GRADCAM for Melanocytic nevus (nv): one gradient pass")
+
+
+def test_compare_endpoint_gives_rows_per_model_agreement_downloads_and_short_captions(app_functions, lesion_jpg,
+                                                                                      tmp_path):
+    import pandas as pd
+
+    table, gallery, agreement, files, summary = app_functions["compare"](
+        str(lesion_jpg), ["tiny", "both"], 5, 100, "lime", "bcc", 8)
+    assert list(table.columns) == ["model", *CLASSES, "top", "samples"]
+    assert list(table["model"]) == ["Tiny CNN", "Tiny ensemble"]
+    assert table[list(CLASSES)].sum(axis=1).tolist() == pytest.approx([100, 100], abs=0.5)
+    assert [caption for _, caption in gallery] == ["Tiny CNN · bcc", "Tiny ensemble · bcc"]
+    assert list(agreement.columns) == ["model", "1", "2"] and agreement.iloc[0, 1] == 1.0
+    assert list(agreement["model"]) == ["1 · Tiny CNN", "2 · Tiny ensemble"]
+    assert summary.startswith(f"Both models explain **{display_name('bcc')}**, the class chosen.")
+    names = [Path(f).name for f in files]
+    assert names == ["probabilities.csv", "agreement.csv", "1_tiny_bcc_lime.png", "2_both_bcc_lime.png"]
+    assert all(Path(f).is_relative_to(tmp_path / "gradio") for f in files), "inside Gradio's cache"
+    csv = pd.read_csv(files[0])
+    assert list(csv["explained_class"]) == ["bcc", "bcc"] and {"samples", "seconds", *CLASSES} <= set(csv.columns)
+    assert [Path(path).name for path, _ in gallery] == names[2:]
+    top = app_functions["compare"](str(lesion_jpg), ["both", "tiny"], 5, 100, "lime")[4]
+    assert "the top class of the first model (Tiny ensemble)" in top
