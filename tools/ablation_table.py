@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from skin_demo.classes import CLASSES  # noqa: E402
 from skin_demo.metrics import fmt  # noqa: E402
 from skin_demo.model_folder import ModelInfo  # noqa: E402
 from skin_demo.training.augment import Augmentation  # noqa: E402
@@ -51,11 +52,21 @@ def row(folder: Path) -> str:
             f"{speeds[len(speeds) // 2] if speeds else 0:.0f} | {info.training_seconds / 60:.0f} |")
 
 
+def recall_row(folder: Path) -> str:
+    info = ModelInfo.read(folder)
+    name = folder.parent.name if folder.name == "model" else folder.name
+    per_class = info.metrics["val"]["per_class"]
+    return f"| {name} | " + " | ".join(f"{per_class[code]['recall']:.2f}" for code in CLASSES) + " |"
+
+
 def table(folders) -> str:
     lines = ["| run | backbone | recipe | epochs | val bal. acc. | val acc. | val macro AUC | val nv recall | "
              "val mel recall | tau | tau = 0: bal. acc. / acc. | images/s | minutes |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    return "\n".join(lines + [row(Path(folder)) for folder in folders])
+    recalls = ["", "Validation recall per class, as served:", "",
+               "| run | " + " | ".join(CLASSES) + " |", "|---|" + "---|" * len(CLASSES)]
+    return "\n".join(lines + [row(Path(folder)) for folder in folders]
+                     + recalls + [recall_row(Path(folder)) for folder in folders])
 
 
 def main(argv=None) -> int:
