@@ -157,6 +157,8 @@ def _explain(args) -> None:
     detail = DEFAULT_DETAIL if args.detail is None else check_detail(args.detail)  # bad settings: one line, at once
     resolve_target(args.target)
     demo = SkinDemo(ModelStore(args.registry, lazy=True))
+    if not (args.model or demo.store.entries):
+        raise UserError("The registry lists no model; give one with --model NAME and --registry FILE.")
     models = args.model or [next(iter(demo.store.entries))]
     for name in models:  # load only these (the store is lazy), so only they are converted to onnxruntime;
         demo.store.get(name)  # an unavailable one raises ModelUnavailable -> one error line

@@ -160,20 +160,12 @@ def fit_to_input(image: np.ndarray, size) -> np.ndarray:
     Lesions have no up direction, so a portrait image meets a landscape model by a 90° turn rather
     than a squash; the remaining aspect difference is centre-cropped.
     """
-    height, width = (int(v) for v in size)
-    portrait_image, portrait_model = image.shape[0] > image.shape[1], height > width
-    if height != width and image.shape[0] != image.shape[1] and portrait_image != portrait_model:
+    geometry = fit_geometry(image.shape, size)
+    height, width = geometry.size
+    if geometry.turned:
         image = np.rot90(image)
-    target = width / height
-    h, w = image.shape[:2]
-    if w / h > target * 1.01:
-        crop = int(round(h * target))
-        left = (w - crop) // 2
-        image = image[:, left:left + crop]
-    elif w / h < target / 1.01:
-        crop = int(round(w / target))
-        top = (h - crop) // 2
-        image = image[top:top + crop]
+    top, left, crop_height, crop_width = geometry.crop
+    image = image[top:top + crop_height, left:left + crop_width]
     if image.shape[:2] != (height, width):  # Pillow's bilinear filter is antialiased when shrinking
         pil = Image.fromarray(np.clip(image, 0, 255).astype("uint8"))
         image = np.asarray(pil.resize((width, height), Image.Resampling.BILINEAR))

@@ -16,11 +16,6 @@ def region_id(index) -> int:
     return int(index) + 1
 
 
-def region_index(identifier) -> int:
-    """The column of the region a person knows as `identifier` (inverse of `region_id`)."""
-    return int(identifier) - 1
-
-
 def top_superpixels(weights, k: int = TOP_K) -> np.ndarray:
     """The k superpixels with the largest |weight|, for or against the class (ties: lower index first).
 

@@ -280,8 +280,9 @@ def build_app(demo: SkinDemo | None = None):
                    delete_cache=(600, 1800)) as app:
         gr.Markdown("# skin_demo: explainable skin-lesion classification (HAM10000, 7 classes)\n"
                     f"**{DISCLAIMER}**")
-        if demo.unavailable_report():
-            gr.Markdown(demo.unavailable_report())
+        unavailable = demo.unavailable_report()
+        if unavailable:
+            gr.Markdown(unavailable)
         with gr.Tab("Classify"):
             with gr.Row():
                 with gr.Column():

@@ -4,8 +4,9 @@ Sessions on this machine end after a few hours and a running process is killed, 
 spans several processes: `python -m skin_demo train --resume RUN_DIR` reads the config back and
 continues from the last completed epoch with the same weights, optimizer state (moments, step count,
 so the schedule position; EMA averages), selection state (best score and its weights), dropout RNG
-state and history. Arrays are stored in variable order, named by path, in .npz files (no pickle);
-`state.json` is written last, so a run killed mid-save resumes from the previous complete checkpoint.
+state and history. Everything of one epoch is one .npz file (arrays in variable order, named by
+path, and the state as JSON; no pickle) written under a temporary name and renamed, so a run killed
+mid-save resumes from the previous complete checkpoint; `state.json` beside it is a readable copy.
 """
 
 from __future__ import annotations
@@ -20,20 +21,14 @@ import numpy as np
 from ..paths import REPO_ROOT
 
 RUNS_ENV = "SKIN_DEMO_RUNS"
-CONFIG_FILE, STATE_FILE, LOG_FILE = "config.json", "state.json", "train.log"
-MODEL_FILE, OPTIMIZER_FILE, BEST_FILE = "model_variables.npz", "optimizer_variables.npz", "best_weights.npz"
+CONFIG_FILE, STATE_FILE, LOG_FILE, CHECKPOINT_FILE = "config.json", "state.json", "train.log", "checkpoint.npz"
+# runs checkpointed before the single-file checkpoint kept these three files beside state.json
+LEGACY_FILES = {"model": "model_variables.npz", "optimizer": "optimizer_variables.npz", "best": "best_weights.npz"}
 
 
 def runs_dir() -> Path:
     """$SKIN_DEMO_RUNS, else runs/ beside the repository (like ../shared: never inside the work tree)."""
     return Path(os.environ.get(RUNS_ENV) or REPO_ROOT.parent / "runs")
-
-
-def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    names = list(arrays)
-    partial = path.with_suffix(".part.npz")
-    np.savez(partial, __names__=np.array(json.dumps(names)), **{f"a{i}": arrays[n] for i, n in enumerate(names)})
-    partial.replace(path)
 
 
 def _load_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -80,8 +75,11 @@ class RunFolder:
         return json.loads(path.read_text())
 
     def read_state(self) -> dict | None:
-        path = self.path / STATE_FILE
-        return json.loads(path.read_text()) if path.is_file() else None
+        """The state of the last complete checkpoint (None before the first epoch ended)."""
+        if (self.path / CHECKPOINT_FILE).is_file():
+            return json.loads(str(self._checkpoint()["state"]))
+        legacy = self.path / STATE_FILE
+        return json.loads(legacy.read_text()) if legacy.is_file() and (self.path / LEGACY_FILES["model"]).is_file() else None
 
     def log(self, line: str) -> None:
         print(line, flush=True)
@@ -90,21 +88,34 @@ class RunFolder:
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, model, optimizer, best: dict | None, state: dict) -> None:
-        """Everything needed to continue after the epoch `state` describes; state.json goes last."""
-        _save_arrays(self.path / MODEL_FILE, values_of(model.variables))
-        _save_arrays(self.path / OPTIMIZER_FILE, values_of(optimizer.variables))
-        if best is not None:
-            _save_arrays(self.path / BEST_FILE, best)
-        partial = self.path / (STATE_FILE + ".part")
-        partial.write_text(json.dumps(state, indent=2) + "\n")
-        partial.replace(self.path / STATE_FILE)
+        """Everything needed to continue after the epoch `state` describes, in one file replaced at once."""
+        arrays = {"state": np.array(json.dumps(state))}
+        for kind, values in (("model", values_of(model.variables)), ("optimizer", values_of(optimizer.variables)),
+                             ("best", best or {})):
+            arrays[f"{kind}_names"] = np.array(json.dumps(list(values)))
+            arrays.update({f"{kind}_{i}": value for i, value in enumerate(values.values())})
+        partial = self.path / (CHECKPOINT_FILE + ".part.npz")
+        np.savez(partial, **arrays)
+        partial.replace(self.path / CHECKPOINT_FILE)
+        (self.path / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")  # for people and tools
+
+    def _checkpoint(self) -> dict[str, np.ndarray]:
+        with np.load(self.path / CHECKPOINT_FILE, allow_pickle=False) as stored:
+            return {key: stored[key] for key in stored.files}
+
+    def _arrays(self, kind: str) -> dict[str, np.ndarray]:
+        if not (self.path / CHECKPOINT_FILE).is_file():
+            legacy = self.path / LEGACY_FILES[kind]
+            return _load_arrays(legacy) if legacy.is_file() else {}
+        stored = self._checkpoint()
+        names = json.loads(str(stored[f"{kind}_names"]))
+        return {name: stored[f"{kind}_{i}"] for i, name in enumerate(names)}
 
     def restore_model(self, model) -> None:
-        assign_values(model.variables, _load_arrays(self.path / MODEL_FILE), "model variables")
+        assign_values(model.variables, self._arrays("model"), "model variables")
 
     def restore_optimizer(self, optimizer) -> None:
-        assign_values(optimizer.variables, _load_arrays(self.path / OPTIMIZER_FILE), "optimizer variables")
+        assign_values(optimizer.variables, self._arrays("optimizer"), "optimizer variables")
 
     def best_weights(self) -> dict | None:
-        path = self.path / BEST_FILE
-        return _load_arrays(path) if path.is_file() else None
+        return self._arrays("best") or None

@@ -33,9 +33,8 @@ from . import data
 from .augment import Augmentation, augment
 from .backbones import get_backbone
 from .calibrate import calibrate, class_prior
-from .card import write_model_card
 from .evaluate import save_plots, save_split_predictions
-from .extra_data import load_bcn
+from .extra_data import describe, load_bcn
 from .factory import build_model, last_conv_layer_name, save_model_folder, set_trainable
 from .run_folder import RunFolder, assign_values, values_of
 
@@ -79,10 +78,15 @@ class TrainConfig:
     limit: int | None = None  # at most this many images per class and split (smoke tests)
     run_dir: str | None = None  # checkpoints and log; default: a new folder under run_folder.runs_dir()
     verbose: int | None = None
-    extra: dict = field(default_factory=dict)
 
     def check(self) -> None:
         """Refuse a setting that would only fail after minutes of loading data (one sentence each)."""
+        if not phases_of(self):
+            raise ValueError("Nothing to train: give --epochs (or --head-epochs) of at least 1.")
+        if self.batch_size < 1 or (self.img_size and min(self.img_size) < 32):
+            raise ValueError("batch size must be at least 1 and the image size at least 32x32 pixels.")
+        if isinstance(self.extra_per_class, int) and self.extra_per_class < 0:
+            raise ValueError(f"extra_per_class must be 0 or more, not {self.extra_per_class}.")
         if self.balance not in data.BALANCES:
             raise ValueError(f"balance must be one of {', '.join(data.BALANCES)}, not {self.balance!r}.")
         if self.optimizer not in ("adam", "sgd"):
@@ -105,14 +109,15 @@ class Phase:
     trainable_fraction: float | None  # None: everything trains (from scratch)
     epochs: int
     lr: float
-    warmup: bool
+    warmup: bool  # linear warm-up, then cosine decay (else a constant rate)
+    averaged: bool  # a moving average of the weights when config.ema is set: not over a short head phase
 
 
 def phases_of(config: TrainConfig) -> list[Phase]:
     if config.from_scratch:
-        return [Phase("scratch", None, config.epochs, config.lr, True)]
-    head = [Phase("head", 0.0, config.head_epochs, config.head_lr, False)] if config.head_epochs else []
-    tune = [Phase("fine-tune", config.unfreeze, config.epochs, config.lr, True)] if config.epochs else []
+        return [Phase("scratch", None, config.epochs, config.lr, True, True)] if config.epochs else []
+    head = [Phase("head", 0.0, config.head_epochs, config.head_lr, False, False)] if config.head_epochs else []
+    tune = [Phase("fine-tune", config.unfreeze, config.epochs, config.lr, True, True)] if config.epochs else []
     return head + tune
 
 
@@ -136,13 +141,17 @@ def make_optimizer(config: TrainConfig, phase: Phase, steps: int):
         warmup = max(1, int(config.warmup_epochs * steps))
         schedule = keras.optimizers.schedules.CosineDecay(0.0, max(1, phase.epochs * steps - warmup),
                                                           warmup_target=phase.lr, warmup_steps=warmup)
-    # the average starts at the phase's first weights: over a short head phase it would lag far behind them
-    ema = dict(use_ema=True, ema_momentum=config.ema) if config.ema and phase.warmup else {}
+    ema = dict(use_ema=True, ema_momentum=config.ema) if config.ema and phase.averaged else {}
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(schedule, **ema)
-    if config.optimizer == "sgd":  # Inception-ResNet-v2 study: SGD with Nesterov momentum
-        return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, **ema)
-    raise ValueError(f"optimizer must be adam or sgd, not {config.optimizer!r}")
+        optimizer = keras.optimizers.Adam(schedule, **ema)
+    elif config.optimizer == "sgd":  # Inception-ResNet-v2 study: SGD with Nesterov momentum
+        optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, **ema)
+    else:
+        raise ValueError(f"optimizer must be adam or sgd, not {config.optimizer!r}")
+    # Keras copies the average into the model at the end of every fit(); we fit one epoch at a time and
+    # must keep training the raw weights, so the average is only swapped in to be scored (averaged_weights)
+    optimizer.finalize_variable_values = lambda variables: None
+    return optimizer
 
 
 @contextmanager
@@ -229,7 +238,7 @@ def _earlier_runs(init_from) -> list[dict]:
 def _load_splits(config: TrainConfig, size, run: RunFolder) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """HAM10000 train/val/test at `size` (uint8); extra training images appended to train only."""
     split = {}
-    for name in data.SPLITS:
+    for name in [s for s in data.SPLITS if config.score_test or s != "test"]:
         paths, labels = data.labelled_split(name, config.data_dir)
         if config.limit:
             keep = np.sort(np.concatenate([np.flatnonzero(labels == c)[:config.limit] for c in range(len(CLASSES))]))
@@ -244,7 +253,7 @@ def _load_splits(config: TrainConfig, size, run: RunFolder) -> dict[str, tuple[n
         x_extra, y_extra = load_bcn(size, per_class=per_class, seed=config.seed, directory=directory)
         split["extra"] = (x_extra, y_extra)
         run.log(f"extra training images ({config.extra_data}): {len(y_extra)} decoded in {time.time() - t0:.0f}s, "
-                f"per class {np.bincount(y_extra, minlength=len(CLASSES)).tolist()}")
+                f"per class {describe(y_extra)}")
     return split
 
 
@@ -252,9 +261,13 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     """Train (or continue the run in `config.run_dir`), select on validation, save and score the model folder."""
     config.check()
     run = RunFolder(config.run_dir) if resume else RunFolder.create(Path(config.out).name, config.run_dir)
-    config.run_dir = str(run.path)
-    state = run.read_state() if resume else None
-    if not resume:
+    state = run.read_state()
+    if state and not resume:
+        raise ValueError(f"{run.path} holds a run already; continue it with --resume, or give another --run-dir.")
+    if not resume:  # absolute paths, so --resume from another folder writes to the same places
+        config.out, config.run_dir = str(Path(config.out).resolve()), str(run.path.resolve())
+        config.data_dir = str(Path(config.data_dir).resolve()) if config.data_dir else None
+        config.init_from = str(Path(config.init_from).resolve()) if config.init_from else None
         run.write_config(asdict(config))
     run.log(f"{'resuming' if state else 'starting'} run {run.path} -> {config.out}")
     keras.utils.set_random_seed(config.seed)
@@ -373,8 +386,6 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         m = info.metrics[name]
         run.log(f"{name}: balanced accuracy {fmt(m['balanced_accuracy'])}, macro AUC {fmt(m['macro_auc'])}, "
                 f"accuracy {fmt(m['accuracy'])}")
-    info.write(out)
-    write_model_card(out)
     if config.score_test and not config.limit:  # the Leaderboard's curves; smoke runs score a few images only
         save_split_predictions(out, classifier, "test", directory=config.data_dir)
     print(json.dumps({"model": str(out), "run": str(run.path), **{

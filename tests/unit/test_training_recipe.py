@@ -121,3 +121,33 @@ def test_a_checkpoint_restores_weights_optimizer_and_dropout_state(tmp_path):
 def test_a_folder_without_a_run_is_refused_in_one_sentence(tmp_path):
     with pytest.raises(ValueError, match="not a training run folder"):
         RunFolder(tmp_path).read_config()
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"epochs": 0, "head_epochs": 0}, "Nothing to train"),
+    ({"batch_size": 0}, "batch size must be at least 1"),
+    ({"img_size": (16, 16)}, "at least 32x32"),
+    ({"balance": "magic"}, "balance must be one of"),
+    ({"ema": 1.5}, "ema is a momentum"),
+    ({"augmentation": {"sparkle": 1}}, "unknown augmentation field"),
+])
+def test_a_recipe_that_cannot_train_is_refused_before_any_data_is_loaded(settings, words):
+    from skin_demo.training.train import TrainConfig
+
+    with pytest.raises(ValueError, match=words):
+        TrainConfig(backbone="custom_cnn", out="unused", **settings).check()
+
+
+def test_a_new_run_is_not_written_over_an_existing_one(tmp_path):
+    """--run-dir pointing at a run that has checkpoints: continue it with --resume instead."""
+    from skin_demo.training.train import TrainConfig, train
+
+    run = RunFolder.create("old", tmp_path / "run")
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, name="d")])
+    model.compile(keras.optimizers.Adam(), "mse")
+    model.optimizer.build(model.trainable_variables)
+    run.save(model, model.optimizer, None, {"phase": 0, "epoch_in_phase": 1})
+    with pytest.raises(ValueError, match="holds a run already; continue it with --resume"):
+        train(TrainConfig(backbone="custom_cnn", out=str(tmp_path / "m"), run_dir=str(run.path)))
