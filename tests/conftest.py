@@ -11,6 +11,7 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ["SKIN_DEMO_CACHE"] = tempfile.mkdtemp(prefix="skin_demo_test_cache_")  # converted ONNX graphs
+os.environ["SKIN_DEMO_RUNS"] = tempfile.mkdtemp(prefix="skin_demo_test_runs_")  # training runs' checkpoints
 
 import pytest  # noqa: E402
 
