@@ -171,9 +171,11 @@ def test_a_full_queue_answers_busy_at_once_and_loses_no_accepted_request(store, 
     try:
         client = launch(app)
         upload = handle_file(test_images["akiec"])
-        running = [client.submit(upload, "tiny", api_name="/predict") for _ in range(ui.PREDICT_CONCURRENCY)]
-        wait_until(lambda: demo.running == ui.PREDICT_CONCURRENCY, 180, "every prediction slot is busy",
-                   lambda: f"{demo.running} predictions entered; jobs: {job_states(running)}")
+        running = []
+        for slot in range(1, ui.PREDICT_CONCURRENCY + 1):  # one at a time: a burst would itself fill the small queue
+            running.append(client.submit(upload, "tiny", api_name="/predict"))
+            wait_until(lambda: demo.running == slot, 180, f"{slot} prediction slots are busy",
+                       lambda: f"{demo.running} predictions entered; jobs: {job_states(running)}")
         waiting = [client.submit(upload, "tiny", api_name="/predict") for _ in range(2)]
         wait_until(lambda: all(job.status().code == Status.IN_QUEUE for job in waiting), 120, "two requests wait",
                    lambda: f"jobs: {job_states(waiting)}")
