@@ -15,17 +15,28 @@ from .classifier import Classifier
 
 
 def dihedral_views(images: np.ndarray) -> list[np.ndarray]:
-    """The flips and 90° rotations of a batch that keep its shape: 8 for square inputs, 4 otherwise.
+    """The 8 flips and quarter turns of a batch, each in the batch's own frame.
 
-    Lesions have no up direction, so every view is as valid as the original. The first view is the
-    batch object itself, so a Classifier that has just answered for it (when LIME compares a TTA entry
-    with its base model) answers from memory."""
+    Lesions have no up direction, so every view is as valid as the original. A quarter turn of a
+    non-square image is cut to the frame along its long side and mirrored out along its short one: the
+    picture a 90° turn of training's augmentation gives (REFLECT fill), so the model has seen such views.
+    The first view is the batch object itself, so a Classifier that has just answered for it (when LIME
+    compares a TTA entry with its base model) answers from memory."""
     views = []
     for quarter_turns in range(4):
-        turned = np.rot90(images, quarter_turns, axes=(1, 2)) if quarter_turns else images
-        if turned.shape == images.shape:
-            views += [turned, turned[:, :, ::-1]]
+        turned = _turn_in_frame(images, quarter_turns) if quarter_turns else images
+        views += [turned, turned[:, :, ::-1]]
     return views
+
+
+def _turn_in_frame(images: np.ndarray, quarter_turns: int) -> np.ndarray:
+    turned = np.rot90(images, quarter_turns, axes=(1, 2))
+    (height, width), (turned_height, turned_width) = images.shape[1:3], turned.shape[1:3]
+    top, left = max(turned_height - height, 0) // 2, max(turned_width - width, 0) // 2
+    cropped = turned[:, top:top + height, left:left + width]
+    rows, columns = height - cropped.shape[1], width - cropped.shape[2]
+    return np.pad(cropped, ((0, 0), (rows // 2, rows - rows // 2), (columns // 2, columns - columns // 2), (0, 0)),
+                  mode="symmetric")
 
 
 class _Composite:

@@ -87,14 +87,20 @@ def test_temperature_fitted_on_overconfident_answers_is_above_one_and_lowers_the
 
 
 # ------------------------------------------------------------------ TTA and ensembles
-def test_dihedral_views_of_a_landscape_batch_are_its_four_shape_keeping_flips():
-    batch = np.zeros((1, 4, 6, 3), "float32")
-    batch[0, 0, 0] = 1  # a marker in the top-left corner
+def test_dihedral_views_of_a_landscape_batch_are_its_flips_and_its_quarter_turns_in_its_own_frame():
+    batch = np.arange(4 * 6, dtype="float32").reshape(1, 4, 6, 1)
     views = dihedral_views(batch)
-    assert views[0] is batch and all(view.shape == batch.shape for view in views)
-    corners = {tuple(int(v) for v in np.argwhere(view[0, ..., 0])[0]) for view in views}
-    assert corners == {(0, 0), (0, 5), (3, 0), (3, 5)}
-    assert len(dihedral_views(np.zeros((1, 5, 5, 3)))) == 8  # square inputs also take the quarter turns
+    assert len(views) == 8 and views[0] is batch and all(view.shape == batch.shape for view in views)
+    assert len({view.tobytes() for view in views}) == 8
+    np.testing.assert_array_equal(views[1], batch[:, :, ::-1])  # the mirror image
+    np.testing.assert_array_equal(views[4], batch[:, ::-1, ::-1])  # the half turn
+    quarter = views[2][0, ..., 0]  # the 6x4 turn, cut to 4 rows and mirrored out to 6 columns
+    turned = np.rot90(batch[0, ..., 0])[1:5]
+    np.testing.assert_array_equal(quarter[:, 1:5], turned)
+    np.testing.assert_array_equal(quarter[:, 0], turned[:, 0])
+    np.testing.assert_array_equal(quarter[:, 5], turned[:, 3])
+    square = np.random.default_rng(0).uniform(size=(1, 5, 5, 3))
+    np.testing.assert_array_equal(dihedral_views(square)[2], np.rot90(square, 1, axes=(1, 2)))
 
 
 def test_tta_averages_the_views_and_an_ensemble_averages_its_members(tiny_classifier):
