@@ -208,6 +208,22 @@ def _models(args) -> None:
             print(f"available    {name:<20} {entry.display_name} [{entry.location}, {height}x{width}]")
         else:
             print(f"unavailable  {name:<20} {entry.display_name} [{entry.location}]: {store.unavailable[name]}")
+    if args.split:
+        _rank(store, args.split)
+
+
+def _rank(store, split: str) -> None:
+    """Every available entry scored as served on `split`, best first by the selection rule."""
+    from .metrics import TIE, fmt, rank_by_validation
+    from .training.evaluate import evaluate_split
+
+    scores = {name: evaluate_split(classifier, split) for name, classifier in store.available.items()}
+    print(f"\n{split} split, as served, best first (highest macro AUC within {TIE} of the best balanced accuracy):")
+    print("| entry | balanced accuracy | macro AUC | accuracy | nv recall | mel recall | ECE |\n|---|---|---|---|---|---|---|")
+    for name in rank_by_validation(scores):
+        s = scores[name]
+        print(f"| {name} | {s['balanced_accuracy']:.3f} | {fmt(s['macro_auc'], '.3f')} | {s['accuracy']:.3f} | "
+              f"{s['per_class']['nv']['recall']:.2f} | {s['per_class']['mel']['recall']:.2f} | {s['ece']:.3f} |")
 
 
 def _benchmark(args) -> None:
@@ -463,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the registry's models, and why any is unavailable")
     p.add_argument("--registry", type=FILE, help="registry JSON (default $SKIN_DEMO_REGISTRY, else the bundled one)")
+    p.add_argument("--split", choices=("val", "test"), help="also score every available entry on this internal "
+                   "split as served and rank them (choose the default entry with val)")
     p.set_defaults(func=_models)
     return parser
 

@@ -8,6 +8,22 @@ from sklearn import metrics
 from .classes import CLASSES
 
 
+TIE = 0.005  # validation balanced accuracy differences below this are noise (14-19 images in df and vasc)
+
+
+def rank_by_validation(scores: dict[str, dict]) -> list[str]:
+    """Names best first by the selection rule of the training code, over models instead of epochs: the
+    highest macro AUC among those within TIE of the best balanced accuracy, then the same for the rest."""
+    left, ranked = dict(scores), []
+    while left:
+        top = max(s["balanced_accuracy"] for s in left.values())
+        close = [name for name, s in left.items() if s["balanced_accuracy"] >= top - TIE]
+        best = max(close, key=lambda name: (left[name]["macro_auc"] or 0.0, left[name]["balanced_accuracy"]))
+        ranked.append(best)
+        del left[best]
+    return ranked
+
+
 def reliability_bins(y_true, probs, bins: int = 15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per equal-width confidence bin: mean top-label confidence, accuracy, share of images (NaN when empty)."""
     probs = np.asarray(probs)

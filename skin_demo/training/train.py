@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..classes import CLASSES
-from ..metrics import compute_metrics, fmt
+from ..metrics import TIE, compute_metrics, fmt
 from ..model_folder import WEIGHTS_FILE, ModelInfo
 from ..serving.classifier import Classifier
 from ..serving.engines import traced_forward
@@ -41,7 +41,6 @@ from .run_folder import RunFolder, assign_values, values_of
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 
-TIE = 0.005  # validation balanced accuracy differences below this are noise (14-19 images in df and vasc)
 SELECTION_RULE = (f"the epoch with the highest validation macro AUC among those within {TIE} of the best "
                   f"validation balanced accuracy so far (a gain of more than {TIE} always wins)")
 VALIDATION_BATCH = 64

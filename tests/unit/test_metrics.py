@@ -5,7 +5,7 @@ import pytest
 from sklearn import metrics as sk
 
 from skin_demo.classes import CLASSES
-from skin_demo.metrics import compute_metrics, expected_calibration_error, fmt, reliability_bins
+from skin_demo.metrics import TIE, compute_metrics, expected_calibration_error, fmt, rank_by_validation, reliability_bins
 
 Y_TRUE = np.array([0, 0, 1, 1, 2, 3, 4, 5, 5, 6, 6, 4, 5, 2])
 
@@ -65,3 +65,14 @@ def test_calibration_error_is_zero_when_confidence_matches_accuracy_and_one_when
     mean_confidence, accuracy, share = reliability_bins(labels, probs, bins=10)
     assert share.sum() == pytest.approx(1) and np.isnan(accuracy[0])  # empty bins are NaN, not 0
     assert mean_confidence[7] == pytest.approx(0.75) and accuracy[7] == pytest.approx(0.75)
+
+
+def test_models_are_ranked_by_balanced_accuracy_with_near_ties_broken_by_macro_auc():
+    scores = {
+        "clearly_best": {"balanced_accuracy": 0.78, "macro_auc": 0.93},
+        "tied_lower_auc": {"balanced_accuracy": 0.70, "macro_auc": 0.94},
+        "tied_higher_auc": {"balanced_accuracy": 0.70 - TIE / 2, "macro_auc": 0.96},
+        "worst": {"balanced_accuracy": 0.60, "macro_auc": None},
+    }
+    assert rank_by_validation(scores) == ["clearly_best", "tied_higher_auc", "tied_lower_auc", "worst"]
+    assert rank_by_validation({}) == []
