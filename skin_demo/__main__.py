@@ -244,12 +244,15 @@ def _benchmark(args) -> None:
 
 def _benchmark_explain(args) -> None:
     from .bench.explanations import benchmark
+    from .serving.service import DEFAULT_DETAIL, check_detail
     from .serving.store import ModelStore
 
     served = None
     if args.compare_served:
         served = ModelStore(args.registry).available
-    report = benchmark(args.model, n_images=args.images, compare_dirs=args.compare or (), compare_models=served)
+    detail = DEFAULT_DETAIL if args.detail is None else check_detail(args.detail)  # bad settings: one line, at once
+    report = benchmark(args.model, n_images=args.images, compare_dirs=args.compare or (), compare_models=served,
+                       detail=detail)
     if args.json:
         print(json.dumps(report))
     else:
@@ -420,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark-explain", help="fast LIME vs lime's reference path on real test images")
     p.add_argument("--model", required=True, type=MODEL_FOLDER, help="model folder, e.g. weights/mobilenet_v2")
     p.add_argument("--images", type=int, default=5, help="number of test-split images")
+    p.add_argument("--detail", type=int, metavar="N", help="regions in the LIME map, 5-50 (default: the app's, 25)")
     compared = p.add_mutually_exclusive_group()
     compared.add_argument("--compare", nargs="+", metavar="MODEL", type=MODEL_FOLDER, help="more model folders for the compare-mode timing")
     compared.add_argument("--compare-served", action="store_true", help="time compare mode with every model the "

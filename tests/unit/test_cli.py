@@ -64,3 +64,11 @@ def test_help_exits_0_and_lists_the_commands(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert all(command in out for command in ("train", "evaluate", "predict", "explain", "export", "models"))
+
+
+def test_benchmark_explain_refuses_a_detail_out_of_range_before_any_work(capsys):
+    from skin_demo.paths import REPO_ROOT
+
+    status = main(["benchmark-explain", "--model", str(REPO_ROOT / "weights" / "custom_cnn"), "--detail", "99"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: detail must be") and err.count("\n") == 1, err
