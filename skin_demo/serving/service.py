@@ -126,6 +126,29 @@ def _number(value: float) -> float:
     return float(f"{value:.6g}")  # 6 significant digits: small standard errors stay visible
 
 
+def _training_lines(info) -> list[str]:
+    """How a folder's network was trained, chosen and decides (Model info); the card has the whole recipe."""
+    training, lines = info.training, []
+    if info.training_seconds is not None and training:
+        recipe = [f"balance: {training.get('balance')}", f"lr {training.get('lr')}"]
+        recipe += [f"EMA {training['ema']}"] if training.get("ema") else []
+        recipe += [f"extra data: {training['extra_data']}"] if training.get("extra_data") else []
+        lines.append(f"- trained {info.epochs_run} epochs in {info.total_training_seconds / 60:.0f} min on 2 CPU "
+                     f"cores ({', '.join(recipe)}); recipe ablation in `docs/ablation.md`")
+    if info.selection:
+        lines.append(f"- kept epoch {info.selection['epoch']}: {info.selection['rule']}")
+    validation = info.metrics.get("val")
+    if validation:
+        lines.append(f"- validation split ({validation['n']} images), as served: balanced accuracy "
+                     f"{fmt(validation['balanced_accuracy'], '.3f')}, macro AUC {fmt(validation['macro_auc'], '.3f')}, "
+                     f"accuracy {fmt(validation['accuracy'], '.3f')}")
+    adjustment = info.logit_adjustment
+    rule = f"log p + {adjustment['tau']} · log(training class prior), chosen on validation; " if adjustment else ""
+    if info.temperature is not None:
+        lines.append(f"- decision rule: {rule}temperature {info.temperature:.2f} fitted on validation")
+    return lines
+
+
 class SkinDemo:
     """Predict, explain and compare with the models of one registry."""
 
@@ -165,7 +188,7 @@ class SkinDemo:
         lines = [f"### {entry.display_name}", entry.description, "",
                  f"- backbone `{info.backbone}` ({info.pretrained}), "
                  f"{info.parameters or classifier.model.count_params():,} parameters, input {height}x{width}",
-                 f"- source: `{entry.location}`; runs on {classifier.runtime}"]
+                 f"- source: `{entry.location}`; runs on {classifier.runtime}", *_training_lines(info)]
         test = info.test_metrics
         if test:
             lines += [f"- internal lesion-disjoint test split ({test['n']} images): balanced accuracy "

@@ -185,3 +185,21 @@ def test_compare_endpoint_gives_rows_per_model_agreement_downloads_and_short_cap
     assert [Path(path).name for path, _ in gallery] == names[2:]
     top = app_functions["compare"](str(lesion_jpg), ["both", "tiny"], 5, 100, "lime")[4]
     assert "the top class of the first model (Tiny ensemble)" in top
+
+
+def test_model_info_says_how_a_trained_model_was_trained_chosen_and_decides():
+    from skin_demo.model_folder import ModelInfo
+    from skin_demo.serving.service import _training_lines
+
+    validation = {"n": 1495, "balanced_accuracy": 0.7512, "macro_auc": 0.9433, "accuracy": 0.7601}
+    info = ModelInfo(name="m", backbone="efficientnet_lite0", input_size=(150, 200), epochs_run=42,
+                     training={"balance": "oversample", "lr": 0.0003, "ema": 0.0}, training_seconds=3600.0,
+                     metrics={"val": validation}, temperature=1.234,
+                     selection={"epoch": 30, "rule": "the epoch with the highest validation macro AUC ..."},
+                     logit_adjustment={"tau": 0.25, "prior": [1 / 7] * 7, "rule": "..."})
+    text = "\n".join(_training_lines(info))
+    assert "trained 42 epochs in 60 min" in text and "balance: oversample, lr 0.0003)" in text
+    assert "kept epoch 30: the epoch with the highest validation macro AUC" in text
+    assert "balanced accuracy 0.751, macro AUC 0.943, accuracy 0.760" in text
+    assert "log p + 0.25 · log(training class prior)" in text and "temperature 1.23" in text
+    assert _training_lines(ModelInfo(name="ensemble", backbone="ensemble of a, b", input_size=(150, 200))) == []
