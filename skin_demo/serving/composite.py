@@ -71,7 +71,7 @@ class TtaClassifier(_Composite):
 
     def __init__(self, base, name: str | None = None):
         name = name or f"{base.name}_tta"
-        super().__init__(name, base, base.info.replace(name=name, tta="dihedral views averaged", metrics={}))
+        super().__init__(name, base, base.info.replace(name=name, tta="8 dihedral views averaged", metrics={}))
         self.base = base
         self.model = base.model  # Grad-CAM explains the base network
 

@@ -163,8 +163,10 @@ class Leaderboard:
             if not path.is_file():
                 raise ModelFolderError(f"no stored {'TTA ' if tta else ''}predictions in {folder}")
             stored = StoredPredictions.read(path)
-            if tta != stored.served_as.startswith("tta"):
-                raise ModelFolderError(f"{path} holds predictions served as {stored.served_as!r}")
+            served_as = f"tta: {classifier.info.tta}" if tta else "model"
+            if stored.served_as != served_as:
+                raise ModelFolderError(f"{path} holds predictions served as {stored.served_as!r}, not as this "
+                                       f"entry serves ({served_as!r})")
             stale = stored.stale_reason(folder, info)
             if stale:
                 raise ModelFolderError(f"{path} is stale: {stale}")

@@ -115,6 +115,24 @@ def test_stale_or_malformed_predictions_are_recognised(setup, tmp_path):
         StoredPredictions(stored.labels, stored.probabilities[:, :3], stored.image_ids)
 
 
+def test_tta_predictions_served_another_way_are_not_shown_as_this_entrys(setup, tmp_path):
+    """TTA predictions from an older TTA (4 views), same weights and decision rule, are stale for today's."""
+    folder = shutil.copytree(setup["tiny"], tmp_path / "tiny")
+    current = StoredPredictions.read(folder / TTA_PREDICTIONS_FILE)
+    assert current.served_as == f"tta: {TtaClassifier(Classifier.from_folder(folder)).info.tta}"
+    older = StoredPredictions(current.labels, current.probabilities, current.image_ids,
+                              served_as="tta: dihedral views averaged", split=current.split,
+                              split_sha256=current.split_sha256, weights_sha256=current.weights_sha256,
+                              decision_rule=current.decision_rule)
+    older.write(folder / TTA_PREDICTIONS_FILE)
+    registry = tmp_path / "models.json"
+    registry.write_text(json.dumps({"models": [
+        {"name": "tiny_tta", "display_name": "Tiny + TTA", "source": str(folder), "tta": True}]}))
+    board = lb.Leaderboard(ModelStore(registry), latency_runs=1)
+    assert board.table().set_index("model")["bal. acc."].isna().all()
+    assert "not as this entry serves" in board.notes(["tiny_tta"])
+
+
 def test_the_table_has_one_row_per_served_entry_with_the_expected_columns(setup, board):
     table = board.table()
     assert list(table.columns) == lb.COLUMNS
