@@ -1,4 +1,4 @@
-"""The model table in README.md: size, speed and test metrics of every model folder under weights/.
+"""The model table in README.md: size, speed (serving and training) and test metrics of every model folder under weights/.
 
 Speed is measured here, in this run, on this machine; metrics of a folder come from its skin_demo.json
 (computed once by the training code on the lesion-disjoint test split). Composite registry entries
@@ -61,7 +61,7 @@ def composite_rows(registry=None) -> list[dict]:
             "name": name, "backbone": entry.location, "parameters": None, "size_mib": None,
             "input": "x".join(map(str, classifier.input_size)), **measure(classifier),
             "balanced_accuracy": test["balanced_accuracy"], "macro_auc": test["macro_auc"],
-            "accuracy": test["accuracy"], "ece": test["ece"], "training_min": None,
+            "accuracy": test["accuracy"], "ece": test["ece"], "training_min": None, "training_speed": None,
         })
     return rows
 
@@ -79,20 +79,28 @@ def benchmark_rows(weights_dir) -> list[dict]:
             "balanced_accuracy": test.get("balanced_accuracy"), "macro_auc": test.get("macro_auc"),
             "accuracy": test.get("accuracy"),
             "ece": info.metrics.get("test_calibrated", {}).get("ece_after", test.get("ece")),  # as served
-            "training_min": info.total_training_seconds / 60,
+            "training_min": info.total_training_seconds / 60, "training_speed": training_speed(info),
         })
     return rows
 
 
+def training_speed(info) -> float | None:
+    """Median training images/s of the run's epochs that train the whole network (not the head alone), on the
+    machine that trained it; None for runs that did not record it."""
+    speeds = sorted(h["images_per_second"] for h in info.history
+                    if h.get("images_per_second") and h.get("phase") != "head")
+    return speeds[len(speeds) // 2] if speeds else None
+
+
 def render_table(rows: list[dict]) -> str:
     lines = ["| model | backbone | params | weights MiB | input | latency ms (1 image) | images/s (batch 64) "
-             "| test bal. acc. | test macro AUC | test acc. | ECE | training min (all runs) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| test bal. acc. | test macro AUC | test acc. | ECE | training min (all runs) | training images/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['backbone']} | {fmt(r['parameters'], ',')} | {fmt(r['size_mib'], '.1f')} | "
                      f"{r['input']} | {r['latency_ms']:.1f} | {r['throughput']:.0f} | {fmt(r['balanced_accuracy'], '.3f')} | "
                      f"{fmt(r['macro_auc'], '.3f')} | {fmt(r['accuracy'], '.3f')} | {fmt(r['ece'], '.3f')} | "
-                     f"{fmt(r['training_min'], '.0f')} |")
+                     f"{fmt(r['training_min'], '.0f')} | {fmt(r.get('training_speed'), '.0f')} |")
     return "\n".join(lines)
 
 
