@@ -1,4 +1,4 @@
-"""The model table in README.md: size, speed (serving and training) and test metrics of every model folder under weights/.
+"""The README model table: size, speed (serving and training) and test metrics of every folder under weights/.
 
 Speed is measured here, in this run, on this machine; metrics of a folder come from its skin_demo.json
 (computed once by the training code on the lesion-disjoint test split). Composite registry entries
