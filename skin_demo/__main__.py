@@ -298,8 +298,9 @@ def _export(args) -> None:
 
 
 def _store_predictions(args) -> None:
-    """The folder's served test-split probabilities (and with TTA, when a registry entry serves it so), kept in
-    the folder for the Leaderboard, with a check that they reproduce the model card."""
+    """The folder's served probabilities on a split (and with TTA, when a registry entry serves it so), kept in
+    the folder: test for the Leaderboard, with a check that they reproduce the model card; val for checking
+    which entry is best on validation without running the models."""
     from .metrics import compute_metrics, fmt
     from .model_folder import ModelInfo, StoredPredictions
     from .serving.catalog import load_registry
@@ -317,7 +318,7 @@ def _store_predictions(args) -> None:
     info = ModelInfo.read(folder)
     card = info.test_metrics
     served_ece = info.metrics.get("test_calibrated", {}).get("ece_after", card.get("ece"))
-    for path in save_split_predictions(folder, tta=tta, directory=args.data):
+    for path in save_split_predictions(folder, split=args.split, tta=tta, directory=args.data):
         stored = StoredPredictions.read(path)
         scores = compute_metrics(stored.labels, stored.probabilities)
         versus = (f" (model card: {fmt(card.get('balanced_accuracy'))}, {fmt(served_ece)} as served)"
@@ -478,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry", type=FILE, help="registry JSON whose \"tta\": true entries on this folder get "
                    "TTA predictions too (default $SKIN_DEMO_REGISTRY, else the bundled one)")
     p.add_argument("--tta", action="store_true", help="store the TTA predictions even if no registry entry asks")
+    p.add_argument("--split", choices=("test", "val"), default="test", help="the internal split (default test, "
+                   "the Leaderboard's; val lets a test check the default entry without running the models)")
     p.add_argument("--data", type=FOLDER, help="HAM10000 folder (default $SKIN_DEMO_DATA or ../shared/data/ham10000)")
     p.set_defaults(func=_store_predictions)
 

@@ -13,6 +13,8 @@ from ..images import fit_batch
 from ..model_folder import ModelInfo
 from .classifier import Classifier
 
+TTA_SERVED = "8 dihedral views averaged"  # how a TTA entry serves, as its info and stored predictions say
+
 
 def dihedral_views(images: np.ndarray) -> list[np.ndarray]:
     """The 8 flips and quarter turns of a batch, each in the batch's own frame.
@@ -71,7 +73,7 @@ class TtaClassifier(_Composite):
 
     def __init__(self, base, name: str | None = None):
         name = name or f"{base.name}_tta"
-        super().__init__(name, base, base.info.replace(name=name, tta="8 dihedral views averaged", metrics={}))
+        super().__init__(name, base, base.info.replace(name=name, tta=TTA_SERVED, metrics={}))
         self.base = base
         self.model = base.model  # Grad-CAM explains the base network
 

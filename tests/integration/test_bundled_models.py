@@ -44,3 +44,32 @@ def test_bundled_folders_load_with_plain_keras_and_carry_their_test_metrics(sour
     assert test["n"] == int((dataset.load_split()["split"] == "test").sum())
     assert test["balanced_accuracy"] > 1 / 7 + 0.1, "clearly better than chance on the lesion-disjoint test split"
     assert "model-index" in (folder / "README.md").read_text()
+
+
+def _stored_validation(entry, entries) -> np.ndarray:
+    """What an entry serves on the validation split, from the val predictions its folder(s) store."""
+    from skin_demo.model_folder import ModelInfo, StoredPredictions, predictions_file
+    from skin_demo.paths import REPO_ROOT
+
+    if entry.members:
+        return np.mean([_stored_validation(entries[name], entries) for name in entry.members], axis=0)
+    folder = REPO_ROOT / entry.source
+    stored = StoredPredictions.read(folder / predictions_file("val", tta=entry.tta))
+    from skin_demo.serving.composite import TTA_SERVED
+
+    assert list(stored.labels) == list(dataset.labelled_split("val")[1]), "the validation split, in its order"
+    assert stored.served_as == (f"tta: {TTA_SERVED}" if entry.tta else "model")
+    assert stored.split == "val" and stored.stale_reason(folder, ModelInfo.read(folder)) is None, (
+        f"stale val predictions in {folder}: run `python -m skin_demo store-predictions --model {entry.source} "
+        "--split val`")
+    return stored.probabilities
+
+
+def test_the_default_entry_is_the_best_served_entry_on_validation():
+    """The dropdown opens with the entry the selection rule ranks first on validation (never on test)."""
+    from skin_demo.metrics import compute_metrics, rank_by_validation
+
+    entries = {entry.name: entry for entry in load_registry(DEFAULT_REGISTRY)}
+    _, labels = dataset.labelled_split("val")
+    scores = {name: compute_metrics(labels, _stored_validation(entry, entries)) for name, entry in entries.items()}
+    assert rank_by_validation(scores)[0] == ENTRIES[0]
