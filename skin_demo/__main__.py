@@ -247,12 +247,16 @@ def _benchmark_explain(args) -> None:
     from .serving.service import DEFAULT_DETAIL, check_detail
     from .serving.store import ModelStore
 
+    detail = DEFAULT_DETAIL if args.detail is None else check_detail(args.detail)  # bad settings: one line, at once
     served = None
     if args.compare_served:
         served = ModelStore(args.registry).available
-    detail = DEFAULT_DETAIL if args.detail is None else check_detail(args.detail)  # bad settings: one line, at once
+    load = None
+    if args.entry:
+        ModelStore(args.registry, lazy=True).get(args.entry)  # an unknown or unavailable entry: one line, at once
+        load = lambda: ModelStore(args.registry, lazy=True).get(args.entry)  # noqa: E731  (a fresh copy per call)
     report = benchmark(args.model, n_images=args.images, compare_dirs=args.compare or (), compare_models=served,
-                       detail=detail)
+                       detail=detail, load=load)
     if args.json:
         print(json.dumps(report))
     else:
@@ -422,14 +426,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_benchmark)
 
     p = sub.add_parser("benchmark-explain", help="fast LIME vs lime's reference path on real test images")
-    p.add_argument("--model", required=True, type=MODEL_FOLDER, help="model folder, e.g. weights/mobilenet_v2")
+    explained = p.add_mutually_exclusive_group(required=True)
+    explained.add_argument("--model", type=MODEL_FOLDER, help="model folder, e.g. weights/mobilenet_v2")
+    explained.add_argument("--entry", metavar="NAME", help="a registry entry (TTA and ensembles too), e.g. the "
+                           "default one")
     p.add_argument("--images", type=int, default=5, help="number of test-split images")
     p.add_argument("--detail", type=int, metavar="N", help="regions in the LIME map, 5-50 (default: the app's, 25)")
     compared = p.add_mutually_exclusive_group()
     compared.add_argument("--compare", nargs="+", metavar="MODEL", type=MODEL_FOLDER, help="more model folders for the compare-mode timing")
     compared.add_argument("--compare-served", action="store_true", help="time compare mode with every model the "
                           "registry serves (TTA and ensembles included)")
-    p.add_argument("--registry", type=FILE, help="with --compare-served: registry JSON (default: the bundled one)")
+    p.add_argument("--registry", type=FILE, help="with --entry or --compare-served: registry JSON (default: the "
+                   "bundled one)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_benchmark_explain)
 

@@ -1,6 +1,7 @@
 """Measure the fast explainer against lime's reference path, in the same run on the same images.
 
-`python -m skin_demo benchmark-explain --model weights/mobilenet_v2 [--images N] [--compare DIR ... | --compare-served] [--json]`
+`python -m skin_demo benchmark-explain (--model weights/NAME | --entry NAME) [--images N] [--detail N]
+[--compare DIR ... | --compare-served] [--json]`
 
 lime's reference runs the Keras model (the compiled call, as users pass it to lime); ours runs the
 same model through onnxruntime when `Classifier.accelerate` allows, and is also timed on Keras so the
@@ -29,13 +30,19 @@ def _lime_default_seconds(classifier, image) -> float:
     return time.perf_counter() - start
 
 
+def _gradcam_map(classifier, image, label: int) -> np.ndarray:
+    """Grad-CAM of a network; of an ensemble, the mean of its members' maps (each member is a network)."""
+    networks = getattr(classifier, "members", None) or [classifier]
+    return np.mean([gradcam.gradcam(getattr(network, "base", network), image, label) for network in networks], axis=0)
+
+
 def _faithfulness(classifier, image, result, seed: int) -> dict[str, dict[str, float]]:
     """Deletion/insertion AUC of the LIME, Grad-CAM and a random ranking of the explanation's regions, every
     one hiding regions the way the explanation's samples did (`fill_segments`: a coarse-to-fine map fills
     a hidden piece with its coarse parent's mean colour)."""
     segments = result.segments
     rankings = {
-        "gradcam": faithfulness.ranking_from_heatmap(segments, gradcam.gradcam(classifier, image, result.label)),
+        "gradcam": faithfulness.ranking_from_heatmap(segments, _gradcam_map(classifier, image, result.label)),
         "random": np.random.default_rng(seed).permutation(int(segments.max()) + 1),
     }
     return {"lime": faithfulness.explanation_auc(classifier, result),
@@ -48,15 +55,16 @@ def _mean(values) -> float:
     return float(np.mean(values))
 
 
-def benchmark(model_dir, n_images: int = 5, compare_dirs=(), compare_models: dict | None = None,
-              seed: int = 0, detail: int = lime.DEFAULT_DETAIL) -> dict:
+def benchmark(model_dir=None, n_images: int = 5, compare_dirs=(), compare_models: dict | None = None,
+              seed: int = 0, detail: int = lime.DEFAULT_DETAIL, load=None) -> dict:
     """Timings, samples, agreement, stability and faithfulness averaged over real test images, at `detail`
-    regions (the app's default unless given).
+    regions (the app's default unless given), of the model in `model_dir`, or of what `load()` returns
+    (a fresh classifier on Keras each call, e.g. a registry entry: TTA and ensembles too).
 
     Compare mode times `compare_models` (name -> classifier, e.g. every served model) or, else, the
     model with the `compare_dirs` folders."""
-    keras_classifier = Classifier.from_folder(model_dir)
-    classifier = Classifier.from_folder(model_dir)
+    load = load or (lambda: Classifier.from_folder(model_dir))
+    keras_classifier, classifier = load(), load()
     runtime_note = classifier.accelerate()
     paths, _ = data.labelled_split("test")
     chosen = np.random.default_rng(seed).choice(len(paths), n_images, replace=False)

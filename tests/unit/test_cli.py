@@ -72,3 +72,9 @@ def test_benchmark_explain_refuses_a_detail_out_of_range_before_any_work(capsys)
     status = main(["benchmark-explain", "--model", str(REPO_ROOT / "weights" / "custom_cnn"), "--detail", "99"])
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("error: detail must be") and err.count("\n") == 1, err
+
+
+def test_benchmark_explain_of_an_unknown_registry_entry_is_one_sentence(capsys):
+    status = main(["benchmark-explain", "--entry", "no_such_model"])
+    err = capsys.readouterr().err
+    assert status == 2 and "Unknown model 'no_such_model'" in err and err.count("\n") == 1, err
