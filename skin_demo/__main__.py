@@ -326,7 +326,7 @@ def _store_predictions(args) -> None:
         stored = StoredPredictions.read(path)
         scores = compute_metrics(stored.labels, stored.probabilities)
         versus = (f" (model card: {fmt(card.get('balanced_accuracy'))}, {fmt(served_ece)} as served)"
-                  if card and stored.served_as == "model" else "")
+                  if card and stored.served_as == "model" and stored.split == "test" else "")
         print(f"{path} ({path.stat().st_size / 1024:.0f} KiB, {len(stored.labels)} {stored.split} images, "
               f"{stored.served_as}): balanced accuracy {fmt(scores['balanced_accuracy'])}, "
               f"ECE {fmt(scores['ece'])}{versus}", file=sys.stderr)
