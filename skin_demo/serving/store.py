@@ -107,3 +107,5 @@ class ModelStore:
             self.unavailable[name] = str(exc)
         except Exception as exc:  # corrupt files surface as many types; one entry must not stop the app
             self.unavailable[name] = f"{type(exc).__name__}: {exc}"
+        # in the registry's order (an ensemble loads its members first): the first entry is the default
+        self.available = {key: self.available[key] for key in self.entries if key in self.available}

@@ -54,3 +54,16 @@ def test_a_lazy_store_loads_a_model_only_when_asked(registry_file):
     assert lazy.pending == ["tiny", "tiny_tta", "both", "gone"]
     assert lazy.get("both").members[0] is lazy.get("tiny"), "an ensemble loads its members"
     assert lazy.pending == ["gone"]
+
+
+def test_an_ensemble_listed_first_stays_first_though_it_loads_its_members_first(tmp_path, tiny_folder):
+    registry = tmp_path / "models.json"
+    registry.write_text(json.dumps({"models": [
+        {"name": "both", "members": ["tiny", "tiny_tta"]},
+        {"name": "tiny_tta", "source": str(tiny_folder), "tta": True},
+        {"name": "tiny", "source": str(tiny_folder)},
+    ]}))
+    assert list(ModelStore(registry).available) == ["both", "tiny_tta", "tiny"]
+    lazy = ModelStore(registry, lazy=True)
+    lazy.get("both")
+    assert list(lazy.available) == ["both", "tiny_tta", "tiny"]
