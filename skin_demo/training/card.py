@@ -51,6 +51,8 @@ def _recipe_lines(info: ModelInfo) -> list[str]:
     training, lines = info.training, []
     if "augmentation" in training:
         lines.append(f"- augmentation: {Augmentation.from_dict(training['augmentation']).describe()}")
+        lines.append("- each element of the recipe, measured on the validation split: `docs/ablation.md` in the "
+                     "skin_demo repository")
     if training.get("ema"):
         lines.append(f"- weights: exponential moving average during fine-tuning, momentum {training['ema']}, scored every epoch")
     if training.get("extra_data"):
