@@ -321,7 +321,7 @@ def _store_predictions(args) -> None:
                 pass
     info = ModelInfo.read(folder)
     card = info.test_metrics
-    served_ece = info.metrics.get("test_calibrated", {}).get("ece_after", card.get("ece"))
+    served_ece = info.served_test_ece
     for path in save_split_predictions(folder, split=args.split, tta=tta, directory=args.data):
         stored = StoredPredictions.read(path)
         scores = compute_metrics(stored.labels, stored.probabilities)

@@ -81,6 +81,11 @@ class ModelInfo:
         return self.metrics.get("test") or {}
 
     @property
+    def served_test_ece(self) -> float | None:
+        """Test ECE as the folder serves it (after its temperature); older folders kept it under test_calibrated."""
+        return self.metrics.get("test_calibrated", {}).get("ece_after", self.test_metrics.get("ece"))
+
+    @property
     def served_temperature(self) -> float:
         return 1.0 if self.temperature is None else float(self.temperature)
 

@@ -78,7 +78,7 @@ def benchmark_rows(weights_dir) -> list[dict]:
             "input": "x".join(map(str, info.input_size)), **measure(classifier),
             "balanced_accuracy": test.get("balanced_accuracy"), "macro_auc": test.get("macro_auc"),
             "accuracy": test.get("accuracy"),
-            "ece": info.metrics.get("test_calibrated", {}).get("ece_after", test.get("ece")),  # as served
+            "ece": info.served_test_ece,
             "training_min": info.total_training_seconds / 60, "training_speed": training_speed(info),
         })
     return rows

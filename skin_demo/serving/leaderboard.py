@@ -182,7 +182,7 @@ class Leaderboard:
             standing.metrics_from = f"stored {'TTA ' if tta else ''}predictions"
         elif card and not tta:
             standing.metrics, standing.metrics_from = card, "model card"
-            standing.ece = info.metrics.get("test_calibrated", {}).get("ece_after", card.get("ece"))
+            standing.ece = info.served_test_ece
         else:
             standing.metrics_from = "nothing stored"
         return standing
