@@ -252,9 +252,8 @@ def _benchmark_explain(args) -> None:
     if args.compare_served:
         served = ModelStore(args.registry).available
     load = None
-    if args.entry:
-        ModelStore(args.registry, lazy=True).get(args.entry)  # an unknown or unavailable entry: one line, at once
-        load = lambda: ModelStore(args.registry, lazy=True).get(args.entry)  # noqa: E731  (a fresh copy per call)
+    if args.entry:  # a fresh copy per call; an unknown or unavailable entry raises at the first, before any work
+        load = lambda: ModelStore(args.registry, lazy=True).get(args.entry)  # noqa: E731
     report = benchmark(args.model, n_images=args.images, compare_dirs=args.compare or (), compare_models=served,
                        detail=detail, load=load)
     if args.json:

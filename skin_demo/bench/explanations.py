@@ -33,7 +33,7 @@ def _lime_default_seconds(classifier, image) -> float:
 def _gradcam_map(classifier, image, label: int) -> np.ndarray:
     """Grad-CAM of a network; of an ensemble, the mean of its members' maps (each member is a network)."""
     networks = getattr(classifier, "members", None) or [classifier]
-    return np.mean([gradcam.gradcam(getattr(network, "base", network), image, label) for network in networks], axis=0)
+    return np.mean([gradcam.gradcam(network, image, label) for network in networks], axis=0)
 
 
 def _faithfulness(classifier, image, result, seed: int) -> dict[str, dict[str, float]]:

@@ -16,6 +16,11 @@ from .classifier import Classifier
 TTA_SERVED = "8 dihedral views averaged"  # how a TTA entry serves, as its info and stored predictions say
 
 
+def served_as(tta: bool) -> str:
+    """How stored predictions say they were served: by the model itself, or with test-time augmentation."""
+    return f"tta: {TTA_SERVED}" if tta else "model"
+
+
 def dihedral_views(images: np.ndarray) -> list[np.ndarray]:
     """The 8 flips and quarter turns of a batch, each in the batch's own frame.
 

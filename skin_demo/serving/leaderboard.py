@@ -37,6 +37,7 @@ from ..metrics import compute_metrics, expected_calibration_error, reliability_b
 from ..model_folder import (PREDICTIONS_FILE, TTA_PREDICTIONS_FILE, WEIGHTS_FILE, ModelFolderError,
                             StoredPredictions)
 from ..paths import REPO_ROOT
+from .composite import served_as
 from .service import RequestError
 from .store import ModelStore
 
@@ -163,10 +164,9 @@ class Leaderboard:
             if not path.is_file():
                 raise ModelFolderError(f"no stored {'TTA ' if tta else ''}predictions in {folder}")
             stored = StoredPredictions.read(path)
-            served_as = f"tta: {classifier.info.tta}" if tta else "model"
-            if stored.served_as != served_as:
+            if stored.served_as != served_as(tta):
                 raise ModelFolderError(f"{path} holds predictions served as {stored.served_as!r}, not as this "
-                                       f"entry serves ({served_as!r})")
+                                       f"entry serves ({served_as(tta)!r})")
             stale = stored.stale_reason(folder, info)
             if stale:
                 raise ModelFolderError(f"{path} is stale: {stale}")

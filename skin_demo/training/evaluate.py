@@ -15,7 +15,7 @@ from ..images import ImageError, load_fitted
 from ..metrics import compute_metrics
 from ..model_folder import WEIGHTS_FILE, StoredPredictions, decision_rule, file_sha256, predictions_file
 from ..serving.classifier import Classifier
-from ..serving.composite import TtaClassifier
+from ..serving.composite import TtaClassifier, served_as
 from .data import SPLIT_FILE, labelled_split, load_images, split_arrays
 
 matplotlib.use("Agg")
@@ -132,12 +132,9 @@ def save_split_predictions(folder, classifier=None, split: str = "test", *, tta:
     ids = [Path(path).stem for path in paths]
     stamp = dict(split=split, split_sha256=file_sha256(SPLIT_FILE), weights_sha256=file_sha256(folder / WEIGHTS_FILE),
                  decision_rule=decision_rule(classifier.info))
-    served = {False: ("model", classifier)}
-    if tta:
-        with_tta = TtaClassifier(classifier)
-        served[True] = (f"tta: {with_tta.info.tta}", with_tta)
+    served = {False: classifier, **({True: TtaClassifier(classifier)} if tta else {})}
     written = []
-    for is_tta, (served_as, model) in served.items():
-        stored = StoredPredictions(labels, model(images), ids, served_as=served_as, **stamp)
+    for is_tta, model in served.items():
+        stored = StoredPredictions(labels, model(images), ids, served_as=served_as(is_tta), **stamp)
         written.append(stored.write(folder / predictions_file(split, tta=is_tta)))
     return written

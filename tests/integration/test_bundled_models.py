@@ -55,10 +55,10 @@ def _stored_validation(entry, entries) -> np.ndarray:
         return np.mean([_stored_validation(entries[name], entries) for name in entry.members], axis=0)
     folder = REPO_ROOT / entry.source
     stored = StoredPredictions.read(folder / predictions_file("val", tta=entry.tta))
-    from skin_demo.serving.composite import TTA_SERVED
+    from skin_demo.serving.composite import served_as
 
     assert list(stored.labels) == list(dataset.labelled_split("val")[1]), "the validation split, in its order"
-    assert stored.served_as == (f"tta: {TTA_SERVED}" if entry.tta else "model")
+    assert stored.served_as == served_as(entry.tta)
     assert stored.split == "val" and stored.stale_reason(folder, ModelInfo.read(folder)) is None, (
         f"stale val predictions in {folder}: run `python -m skin_demo store-predictions --model {entry.source} "
         "--split val`")
