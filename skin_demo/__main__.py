@@ -77,8 +77,9 @@ def _train(args) -> None:
             head_epochs=args.head_epochs, epochs=args.epochs, batch_size=args.batch_size, balance=args.balance,
             optimizer=args.optimizer, head_lr=args.head_lr, lr=args.lr, warmup_epochs=args.warmup_epochs,
             unfreeze=args.unfreeze, label_smoothing=args.label_smoothing, dropout=args.dropout,
-            patience=args.patience, ema=args.ema, augmentation=augmentation, extra_data=args.extra_data,
-            extra_per_class=args.extra_per_class, logit_adjustment=args.logit_adjustment, score_test=args.score_test,
+            patience=args.patience, ema=args.ema, average_from=args.average_from, augmentation=augmentation,
+            extra_data=args.extra_data, extra_per_class=args.extra_per_class,
+            logit_adjustment=args.logit_adjustment, score_test=args.score_test,
             from_scratch=args.from_scratch, init_from=args.init_from, strategy=args.strategy, seed=args.seed,
             data_dir=args.data, limit=args.limit, run_dir=args.run_dir)
     try:
@@ -363,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", type=float, default=0.5, help="linear warm-up before the cosine decay")
     p.add_argument("--ema", type=float, default=0.0, help="momentum of a moving average of the weights during "
                    "fine-tuning, scored each epoch and kept instead of them (e.g. 0.999); 0 = off")
+    p.add_argument("--average-from", type=int, default=0, metavar="EPOCH", help="average the weights of every "
+                   "fine-tuning epoch from this one on (SWA); the average is scored each epoch and kept; 0 = off")
     p.add_argument("--augment", nargs="+", metavar="NAME=VALUE", help="augmentation settings over the default, "
                    "e.g. vignette=0.3 cutout=0.5 crop_scale=0.35,1")
     p.add_argument("--no-augment", action="store_true", help="start from no augmentation at all")

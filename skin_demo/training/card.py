@@ -55,6 +55,9 @@ def _recipe_lines(info: ModelInfo) -> list[str]:
                      "skin_demo repository")
     if training.get("ema"):
         lines.append(f"- weights: exponential moving average during fine-tuning, momentum {training['ema']}, scored every epoch")
+    if training.get("average_from"):
+        lines.append(f"- weights: the mean of the weights after each fine-tuning epoch from epoch "
+                     f"{training['average_from']} on (stochastic weight averaging), scored every epoch")
     if training.get("extra_data"):
         lines.append(f"- extra training images: {training['extra_data']} (BCN_20000, another clinic; training only, "
                      "never validation or test)")
@@ -65,8 +68,8 @@ def _recipe_lines(info: ModelInfo) -> list[str]:
     if speeds:
         lines.append(f"- training speed on 2 CPU cores: median {sorted(speeds)[len(speeds) // 2]:.0f} images/s")
     if info.selection:
-        lines.append(f"- kept: epoch {info.selection['epoch']} ({info.selection.get('scored_weights', 'raw')} "
-                     f"weights), by {info.selection['rule']}")
+        lines.append(f"- kept: epoch {info.selection['epoch']} (weights: {info.selection.get('scored_weights', 'raw')}), "
+                     f"by {info.selection['rule']}")
     adjustment = info.logit_adjustment
     if adjustment:
         lines.append(f"- decision rule: log p + {adjustment['tau']} · log(training class prior), "

@@ -3,7 +3,7 @@
 Sessions on this machine end after a few hours and a running process is killed, so a long schedule
 spans several processes: `python -m skin_demo train --resume RUN_DIR` reads the config back and
 continues from the last completed epoch with the same weights, optimizer state (moments, step count,
-so the schedule position; EMA averages), selection state (best score and its weights), dropout RNG
+so the schedule position; EMA averages), the running weight average (--average-from), selection state (best score and its weights), dropout RNG
 state and history. Everything of one epoch is one .npz file (arrays in variable order, named by
 path, and the state as JSON; no pickle) written under a temporary name and renamed, so a run killed
 mid-save resumes from the previous complete checkpoint; `state.json` beside it is a readable copy.
@@ -87,11 +87,11 @@ class RunFolder:
             handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
     # ------------------------------------------------------------------ checkpoints
-    def save(self, model, optimizer, best: dict | None, state: dict) -> None:
+    def save(self, model, optimizer, best: dict | None, state: dict, average: dict | None = None) -> None:
         """Everything needed to continue after the epoch `state` describes, in one file replaced at once."""
         arrays = {"state": np.array(json.dumps(state))}
         for kind, values in (("model", values_of(model.variables)), ("optimizer", values_of(optimizer.variables)),
-                             ("best", best or {})):
+                             ("best", best or {}), ("average", average or {})):
             arrays[f"{kind}_names"] = np.array(json.dumps(list(values)))
             arrays.update({f"{kind}_{i}": value for i, value in enumerate(values.values())})
         partial = self.path / (CHECKPOINT_FILE + ".part.npz")
@@ -105,9 +105,11 @@ class RunFolder:
 
     def _arrays(self, kind: str) -> dict[str, np.ndarray]:
         if not (self.path / CHECKPOINT_FILE).is_file():
-            legacy = self.path / LEGACY_FILES[kind]
-            return _load_arrays(legacy) if legacy.is_file() else {}
+            legacy = LEGACY_FILES.get(kind)  # no legacy file holds a weight average
+            return _load_arrays(self.path / legacy) if legacy and (self.path / legacy).is_file() else {}
         stored = self._checkpoint()
+        if f"{kind}_names" not in stored:  # a checkpoint written before this kind existed
+            return {}
         names = json.loads(str(stored[f"{kind}_names"]))
         return {name: stored[f"{kind}_{i}"] for i, name in enumerate(names)}
 
@@ -119,3 +121,6 @@ class RunFolder:
 
     def best_weights(self) -> dict | None:
         return self._arrays("best") or None
+
+    def weight_average(self) -> dict | None:
+        return self._arrays("average") or None

@@ -15,7 +15,7 @@ import json
 import os
 import platform
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -64,6 +64,7 @@ class TrainConfig:
     dropout: float = 0.3
     patience: int = 4  # epochs without a better validation score before a phase stops; 0 = never
     ema: float = 0.0  # momentum of the weights' moving average, scored and kept instead of the raw weights; 0 = off
+    average_from: int = 0  # fine-tuning epoch from which the epochs' weights are averaged (SWA), scored and kept; 0 = off
     augmentation: dict = field(default_factory=lambda: Augmentation().to_dict())
     extra_data: str | None = None  # "bcn" (BCN_20000 from ../shared) or its folder: training images only
     extra_per_class: int | dict | None = None  # cap on extra images per class (None: all)
@@ -92,6 +93,8 @@ class TrainConfig:
             raise ValueError(f"optimizer must be adam or sgd, not {self.optimizer!r}.")
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema is a momentum in [0, 1), not {self.ema}.")
+        if self.average_from < 0 or (self.average_from and self.ema):
+            raise ValueError("average_from is a fine-tuning epoch (0 = off) and does not combine with ema.")
         Augmentation.from_dict(self.augmentation)
 
     @classmethod
@@ -171,6 +174,42 @@ def averaged_weights(optimizer):
             variable.assign(value)
 
 
+class WeightAverage:
+    """The running mean of the model's weights at the ends of epochs (stochastic weight averaging).
+
+    The validation score of single epochs at a high learning rate swings by several points; the mean of
+    the last epochs' weights sits in the middle of the region they wander in. Batch-norm statistics are
+    averaged with the weights (they are themselves moving averages of nearby weights); integer state
+    (dropout seeds) is the current model's.
+    """
+
+    def __init__(self, values: dict | None = None, count: int = 0):
+        self.values, self.count = values, count
+
+    def add(self, variables) -> None:
+        current = values_of(variables)
+        self.count += 1
+        if self.values is None:
+            self.values = current
+            return
+        for name, value in current.items():
+            mean = self.values[name]
+            self.values[name] = mean + (value - mean) / self.count if value.dtype.kind == "f" else value
+
+    @contextmanager
+    def swapped_in(self, variables):
+        """The average in the model (when there is one), and the trained weights back after."""
+        if self.values is None:
+            yield
+            return
+        current = values_of(variables)
+        assign_values(variables, self.values)
+        try:
+            yield
+        finally:
+            assign_values(variables, current)
+
+
 def predict_uint8(forward, images, batch: int = VALIDATION_BATCH) -> np.ndarray:
     """Probabilities of the traced forward pass on a uint8 image array, converted batch by batch."""
     return np.concatenate([forward(images[i:i + batch].astype("float32")).numpy()
@@ -223,6 +262,14 @@ def save_curves(history: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def scored_weights(config: TrainConfig) -> str:
+    if config.ema:
+        return "moving average"
+    if config.average_from:
+        return f"averaged from fine-tuning epoch {config.average_from}"
+    return "raw"
 
 
 def _earlier_runs(init_from) -> list[dict]:
@@ -296,6 +343,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     history = state["history"] if state else []
     selection = Selection(state["selection"] if state else None)
     best_weights = run.best_weights() if state else None
+    average = WeightAverage(run.weight_average(), state.get("averaged_epochs", 0)) if state else WeightAverage()
     seconds = state["seconds"] if state else 0.0
     start_phase, start_epoch = (state["phase"], state["epoch_in_phase"]) if state else (0, 0)
 
@@ -329,7 +377,13 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                                class_weight=class_weight, verbose=verbose)
             epoch_seconds = time.time() - t0
             seconds += epoch_seconds
-            with averaged_weights(optimizer):
+            averaging = phase.averaged and config.average_from and epoch + 1 >= config.average_from
+            if averaging:
+                average.add(model.variables)
+                raw = compute_metrics(y_val, predict_uint8(forward, x_val))
+                run.log(f"epoch {number + 1} before averaging: val balanced accuracy {raw['balanced_accuracy']:.4f}, "
+                        f"macro AUC {fmt(raw['macro_auc'])}, accuracy {raw['accuracy']:.4f}")
+            with averaged_weights(optimizer), average.swapped_in(model.variables) if averaging else nullcontext():
                 scores = compute_metrics(y_val, predict_uint8(forward, x_val))
                 if selection.offer(number, scores):
                     best_weights = values_of(model.variables)
@@ -337,8 +391,11 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                       "val_loss": scores["log_loss"], "val_accuracy": scores["accuracy"],
                       "val_balanced_accuracy": scores["balanced_accuracy"], "val_macro_auc": scores["macro_auc"],
                       "seconds": round(epoch_seconds, 1), "images_per_second": round(len(indices) / epoch_seconds, 1)}
+            if averaging:  # what the epoch's own weights scored, beside their average's score above
+                record.update(raw_val_balanced_accuracy=raw["balanced_accuracy"], raw_val_macro_auc=raw["macro_auc"])
             history.append(record)
             kept = " (kept)" if selection.best["epoch"] == number else ""
+            kept += f" [average of {average.count} epochs]" if averaging else ""
             run.log(f"epoch {number + 1} ({phase.name} {epoch + 1}/{phase.epochs}): loss {record['loss']:.4f}, "
                     f"val balanced accuracy {scores['balanced_accuracy']:.4f}, macro AUC {fmt(scores['macro_auc'])}, "
                     f"accuracy {scores['accuracy']:.4f}; {record['images_per_second']:.0f} images/s{kept}")
@@ -346,7 +403,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             finished = stop or epoch + 1 == phase.epochs
             run.save(model, optimizer, best_weights, {
                 "phase": index + 1 if finished else index, "epoch_in_phase": 0 if finished else epoch + 1,
-                "history": history, "selection": selection.state(), "seconds": seconds})
+                "history": history, "selection": selection.state(), "seconds": seconds,
+                "averaged_epochs": average.count}, average.values)
             if stop:
                 run.log(f"validation has not improved for {config.patience} epochs: phase {phase.name} ends")
                 break
@@ -370,7 +428,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         parameters=int(model.count_params()),
         environment={"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
         selection={**selection.best, "epoch": selection.best["epoch"] + 1, "rule": SELECTION_RULE,
-                   "scored_weights": "moving average" if config.ema else "raw"},
+                   "scored_weights": scored_weights(config)},
     )
     save_model_folder(model, out, info)
     save_curves(history, out / "training_curves.png")

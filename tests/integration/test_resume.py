@@ -19,11 +19,15 @@ REPO = Path(__file__).resolve().parents[2]
 TOLERANCE = 2e-3  # float reductions on 2 threads are not bit-reproducible; a lost epoch or state differs far more
 
 
-def train_command(out: Path, run_dir: Path, *extra: str) -> list[str]:
-    """A tiny recipe with every resumable piece: head + fine-tune phases, balanced batches, EMA, a schedule."""
+EMA = ("--ema", "0.9")
+
+
+def train_command(out: Path, run_dir: Path, *extra: str, averaging=EMA) -> list[str]:
+    """A tiny recipe with every resumable piece: head + fine-tune phases, balanced batches, a weight average
+    (EMA or SWA), a schedule."""
     return [sys.executable, "-m", "skin_demo", "train", "--backbone", "mobilenet_v2_035", "--out", str(out),
             "--img-size", "64", "96", "--head-epochs", "1", "--epochs", "2", "--batch-size", "8", "--limit", "5",
-            "--balance", "oversample", "--ema", "0.9", "--patience", "0", "--lr", "3e-4",
+            "--balance", "oversample", *averaging, "--patience", "0", "--lr", "3e-4",
             "--run-dir", str(run_dir), *extra]
 
 
@@ -37,14 +41,16 @@ def run(command, **kwargs):
     return result
 
 
-def test_a_run_killed_after_its_first_epoch_resumes_to_the_same_validation_history(tmp_path):
-    run(train_command(tmp_path / "whole", tmp_path / "run_whole"))
+# EMA killed after the head epoch; weight averaging (SWA) killed mid-average, after its first fine-tuning epoch
+@pytest.mark.parametrize("averaging, killed_after", [(EMA, 1), (("--average-from", "1"), 2)], ids=["ema", "swa"])
+def test_a_killed_run_resumes_to_the_same_validation_history(tmp_path, averaging, killed_after):
+    run(train_command(tmp_path / "whole", tmp_path / "run_whole", averaging=averaging))
 
-    killed = subprocess.Popen(train_command(tmp_path / "resumed", tmp_path / "run_resumed"), cwd=REPO,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    killed = subprocess.Popen(train_command(tmp_path / "resumed", tmp_path / "run_resumed", averaging=averaging),
+                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     state = tmp_path / "run_resumed" / "state.json"
     deadline = time.monotonic() + 300
-    while not (state.is_file() and len(history(tmp_path / "run_resumed")) >= 1):
+    while not (state.is_file() and len(history(tmp_path / "run_resumed")) >= killed_after):
         assert killed.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
         time.sleep(0.2)
     os.killpg(killed.pid, signal.SIGKILL)  # as a session's end does: no chance to clean up
@@ -61,6 +67,10 @@ def test_a_run_killed_after_its_first_epoch_resumes_to_the_same_validation_histo
     assert a.metrics["test"]["balanced_accuracy"] == pytest.approx(b.metrics["test"]["balanced_accuracy"], abs=0.02)
     log = (tmp_path / "run_resumed" / "train.log").read_text()
     assert "resuming run" in log and "epoch 3 (fine-tune 2/2)" in log
+    if "--average-from" in averaging:  # the resumed average holds both fine-tuning epochs, as the whole run's
+        assert json.loads((tmp_path / "run_resumed" / "state.json").read_text())["averaged_epochs"] == 2
+        assert "[average of 2 epochs]" in log
+        assert all("raw_val_balanced_accuracy" in e for e in resumed[1:])
 
 
 def test_extra_training_images_never_reach_validation_or_test(tmp_path):

@@ -7,7 +7,7 @@ from skin_demo.serving.classifier import adjust_logits
 from skin_demo.training import data
 from skin_demo.training.calibrate import choose_logit_adjustment, class_prior
 from skin_demo.training.run_folder import RunFolder
-from skin_demo.training.train import Selection
+from skin_demo.training.train import Selection, WeightAverage
 
 # HAM10000's training split, roughly: nevi are two thirds, dermatofibroma and vascular lesions ~1 %
 COUNTS = [229, 360, 769, 81, 779, 4693, 99]
@@ -151,3 +151,24 @@ def test_a_new_run_is_not_written_over_an_existing_one(tmp_path):
     run.save(model, model.optimizer, None, {"phase": 0, "epoch_in_phase": 1})
     with pytest.raises(ValueError, match="holds a run already; continue it with --resume"):
         train(TrainConfig(backbone="custom_cnn", out=str(tmp_path / "m"), run_dir=str(run.path)))
+
+
+def test_weight_averaging_keeps_the_mean_of_the_epochs_and_swaps_it_in_only_to_be_scored():
+    import keras
+
+    layer = keras.layers.Dense(3)
+    layer.build((None, 2))
+    seed = keras.Variable(np.array([7, 9], dtype="int64"), dtype="int64", trainable=False)  # like dropout's RNG state
+    variables = [*layer.variables, seed]
+    average = WeightAverage()
+    kernels = []
+    for epoch in range(3):
+        layer.kernel.assign(np.full((2, 3), float(epoch)))
+        seed.assign(np.array([epoch, epoch], dtype="int64"))
+        kernels.append(layer.kernel.numpy())
+        average.add(variables)
+    assert average.count == 3
+    with average.swapped_in(variables):
+        np.testing.assert_allclose(layer.kernel.numpy(), np.mean(kernels, axis=0))
+        assert seed.numpy().tolist() == [2, 2]  # integer state is the current one, never averaged
+    np.testing.assert_allclose(layer.kernel.numpy(), kernels[-1])  # training goes on from its own weights
