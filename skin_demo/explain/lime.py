@@ -4,7 +4,7 @@ lime 0.2.0.1 spends >85 % of an explanation in 1000 forward passes fed ten image
 a quickshift segmentation that takes ~0.5-1 s by itself. Here the segmentation is SLIC (cached per
 image), the perturbed images are rendered for a whole mask matrix at once, the model sees large
 batches (through onnxruntime when the classifier is accelerated), the masks come in complementary
-pairs, and sampling stops as soon as the top superpixels stop changing (usually 300-500 samples).
+pairs, and sampling stops as soon as the top superpixels stop changing (usually 200-400 samples).
 The weights are lime's: lime_image's cosine kernel and lime_base's weighted Ridge (alpha 1, with
 intercept), solved in closed form for all classes at once (`ridge_fit`; a unit test holds it equal
 to `lime_base.LimeBase` to 1e-8).
@@ -15,33 +15,33 @@ Detail (how many regions): coarse to fine
 = 25). Up to `COARSE_REGIONS` (12) it is one SLIC segmentation, explained in one stage as before.
 Above it the explanation runs in two stages on one shared mask stream:
 
-1. coarse: lime on the ~12 SLIC regions, until the coarse regions that are going to be refined (the
-   top ~K for the explained class, for every compared model) stay the same for `patience` rounds
-   (at least `COARSE_MIN_SAMPLES`, at most `COARSE_SHARE` of `max_samples`);
-2. fine: the K most important coarse regions (summed |weight| over the compared models, each model's
-   weights scaled to a maximum of 1) are cut by SLIC inside their own outline into pieces of about
-   equal area (`refine`; more regions only if the map is still short of `detail`); the other coarse
-   regions stay whole. New masks perturb only the pieces; the rest of the picture stays shown. The
-   final weights come from one fit over all rows: a coarse row is the fine row whose pieces share
-   their parent's bit, hidden pieces are filled with their *parent's* mean colour (so both kinds of
-   rows render exactly the same pixels), and each stage has its own intercept (`ridge_fit(strata=)`),
-   so the change of level between "half the picture hidden" and "a few pieces hidden" is not
-   credited to the regions every fine row shows.
+1. occlusion: the image, then each of the ~12 coarse SLIC regions hidden alone (`occlusion_masks`,
+   1 + 12 forward passes, no randomness). The coarse regions whose hiding moves the explained class
+   most (summed over the compared models, each model's drops scaled to a maximum of 1) are refined;
+2. fine: those K regions are cut by SLIC inside their own outline into pieces of about equal area
+   (`refine`; more regions only if the map is still short of `detail`); the other coarse regions stay
+   whole. Random complementary pairs of masks perturb only the pieces; the rest of the picture stays
+   shown. The final weights come from one fit over all rows: an occlusion row is the fine row whose
+   pieces share their parent's bit, hidden pieces are filled with their *parent's* mean colour (so
+   both kinds of rows render exactly the same pixels), and each stage has its own intercept
+   (`ridge_fit(strata=)`). A region left whole gets its weight from its occlusion row.
 
-Why not one SLIC segmentation of 25+ regions: measured earlier on MobileNetV2 with paired masks at
-400 samples, top-5 stability over seeds fell from 0.91 (~11 regions) to 0.77 (~23) and 0.65-0.75
-(~47): every region competes for the top 5, most of them on plain skin. Coarse to fine spends the
-samples where the answer lies: the coarse stage settles at the stability of ~12 regions (and only
-its top-K *set* decides the refinement, so seeds that agree on it get the same map); the fine stage
-varies only the ~20 pieces of the areas that matter while the rest of the picture stays as it was
-(closer to the image being explained, so the local linear model fits better); and the top-5 regions
-cover ~0.6x the area of a one-stage 25-region map's (finer where it matters). Perturbing the whole
-picture in the fine stage instead was never more stable on synthetic random CNNs (150x200 lesion
-image, 5 seeds: 0.6-1.0 against 0.84-1.0). Sample counts: floor `min_samples`, ceiling
-`max_samples`, adaptive stop; ~350-550 in those runs (a one-stage map: 300-350). Real-model numbers
-are for `python -m skin_demo benchmark-explain` (stability target: top-5 Jaccard >= 0.85). The price:
-the map depends on the explained class (the refined regions are that class's important ones), and
-two seeds may refine different coarse regions (`faithfulness.stability` then compares pixels).
+Why this shape (measured on the bundled EfficientNet-Lite0, 5 test images x 5 seeds, top-5 Jaccard):
+- one SLIC map of ~25 regions, lime's coin-flip masks in pairs: 0.68 at 200 samples, 0.78 at 400;
+  KernelSHAP's design (paired Shapley-kernel coalitions, sizes 1 and S-1 enumerated) 0.69 at 150;
+  hiding fewer regions per sample (each with p 0.1-0.3) 0.61-0.74 at 200. Every region competes for
+  the top 5 and the 5th to 8th weights are close: one swap at the edge costs a third of the Jaccard.
+- coarse to fine with a *sampled* coarse stage (this module until 2026-11): 0.58 at ~450 samples. Two
+  seeds refined different coarse regions, so their maps and top 5s differed even where each seed's
+  weights were precise (standard errors ~0.006 on weights of 0.05-0.25).
+- occlusion to choose what to refine: the map no longer depends on the seed; 0.81 at 213 samples,
+  0.95 at 413 with a fixed number of samples, and 0.86 at ~250 with the adaptive stop (the ensemble
+  of three networks: 0.88 at ~260); deletion AUC 0.134 against 0.18-0.20 for the one-stage maps (the
+  top regions are smaller pieces of what matters). The price: the map depends on the explained
+  class (the refined regions are that class's important ones), and a coarse region that matters only
+  together with another one (hidden alone it changes little) stays whole.
+Sample counts: floor `min_samples`, ceiling `max_samples`, adaptive stop. Real-model numbers are for
+`python -m skin_demo benchmark-explain` (stability target: top-5 Jaccard >= 0.85).
 
 Uncertainty per region
 ----------------------
@@ -99,9 +99,8 @@ COARSE_REGIONS = SEGMENTATIONS["slic"]["n_segments"]  # the most regions one sta
 DETAIL_RANGE = (5, 50)  # regions wanted: fewer than TOP_K makes the top 5 everything; more needs far more samples
 DEFAULT_DETAIL = 25
 REFINE_PARTS = 4  # an average coarse region is cut into this many pieces (more when detail asks for more)
-COARSE_MIN_SAMPLES = 100
-COARSE_SHARE = 0.4  # of max_samples, at most, for the coarse stage
 SETTLE_FLOOR = 0.05  # regions below this share of the largest |weight| do not hold up the adaptive stop
+MIN_SAMPLES = 200  # the adaptive stop's floor: ~250 samples in all at the default detail (module docstring)
 FILLS = ("mean", "blur")
 _SEGMENT_CACHE_SIZE = 16
 _segment_cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -254,6 +253,13 @@ def perturbation_masks(n_samples: int, n_segments: int, seed: int = 0) -> np.nda
     at 300 samples). The first row shows everything, as in lime.
     """
     return _paired(np.random.default_rng(seed), n_samples, n_segments, first_shown=True)
+
+
+def occlusion_masks(n_regions: int) -> np.ndarray:
+    """(1 + S, S): the image, then each region hidden alone (the first stage of coarse to fine)."""
+    masks = np.ones((n_regions + 1, n_regions), dtype=np.int64)
+    masks[np.arange(1, n_regions + 1), np.arange(n_regions)] = 0
+    return masks
 
 
 def refined_masks(n_samples: int, parents, refined, seed: int = 0) -> np.ndarray:
@@ -447,15 +453,14 @@ def _check_label(label, n_classes: int | None = None):
 
 
 def _sample_stage(predict_fns: dict, image, segments, filler, masks, prior_rows, prior_outputs: dict,
-                  settle, floor: int, ceiling: int, round_size: int, patience: int, batch_size: int,
-                  joint: bool) -> dict[str, np.ndarray]:
+                  settle, floor: int, ceiling: int, round_size: int, patience: int,
+                  batch_size: int) -> dict[str, np.ndarray]:
     """Draw rows of `masks` in rounds of `round_size`, the same rows in the same order for every model.
 
     After each round, `settle(name, rows, outputs)` gives a model's current answer (a frozenset) from
     all its rows so far (`prior_rows` and its `prior_outputs` from an earlier stage first); a model is
-    done once the answer has not changed for `patience` rounds and the stage has `floor` rows (with
-    `joint`, the stage ends only when every model is done). Returns each model's outputs on its
-    prefix of `masks`.
+    done once the answer has not changed for `patience` rounds and the stage has `floor` rows. Returns
+    each model's outputs on its prefix of `masks`.
     """
     outputs = {name: [] for name in predict_fns}
     previous: dict[str, frozenset] = {}
@@ -474,13 +479,12 @@ def _sample_stage(predict_fns: dict, image, segments, filler, masks, prior_rows,
             answer = settle(name, rows, np.concatenate([*prior_outputs.get(name, ()), *outputs[name]]))
             unchanged[name] = unchanged[name] + 1 if answer == previous.get(name) else 0
             previous[name] = answer
-        done = {name for name in active if used >= floor and unchanged[name] >= patience}
-        active = ([] if len(done) == len(active) else active) if joint else [n for n in active if n not in done]
+        active = [name for name in active if not (used >= floor and unchanged[name] >= patience)]
     return {name: np.concatenate(parts) for name, parts in outputs.items()}
 
 
 def compare(predict_fns: dict, image, label: int | None = None, seed: int = 0, detail: int = DEFAULT_DETAIL,
-            segmentation: str = DEFAULT_SEGMENTATION, fill: str = "mean", min_samples: int = 300,
+            segmentation: str = DEFAULT_SEGMENTATION, fill: str = "mean", min_samples: int = MIN_SAMPLES,
             max_samples: int = 1000, round_size: int = 50, patience: int = 2, top_k: int = TOP_K,
             batch_size: int = 50) -> dict[str, Explanation]:
     """Explain several models on the same segmentation, the same perturbations and the same class.
@@ -494,8 +498,8 @@ def compare(predict_fns: dict, image, label: int | None = None, seed: int = 0, d
     sampling once the top-k regions of the class have stayed the same for `patience` rounds in a row
     (one unchanged round is often luck), never before `min_samples` and never after `max_samples`,
     so each model's masks are a prefix of one shared mask set and a quickly settled model does not
-    pay for a slow one (the short coarse stage ends for all models together, as they share its
-    outcome). Deterministic for a given seed.
+    pay for a slow one (the occlusion stage runs for all models together, as they share its outcome).
+    Deterministic for a given seed.
     """
     start = time.perf_counter()
     if not predict_fns:
@@ -531,55 +535,49 @@ def compare(predict_fns: dict, image, label: int | None = None, seed: int = 0, d
             return settled_top(ridge_fit(rows, outputs, strata=strata).weights[target["label"]], k)
         return settle
 
-    if two_stage:
-        parts = refine_parts(detail, n_coarse)
-        refine_k = min(n_coarse, math.ceil((detail - n_coarse) / (parts - 1)))
-        floor = min(COARSE_MIN_SAMPLES, max_samples // 2)
-        ceiling = max(floor, int(COARSE_SHARE * max_samples))
-        if ceiling > 2:
-            ceiling -= ceiling % 2  # whole pairs
-        stage_masks = perturbation_masks(ceiling, n_coarse, seed)
-        settle, floor_1 = settle_on(refine_k), floor
-    else:
-        stage_masks = perturbation_masks(max_samples, n_coarse, seed)
-        settle, floor_1, ceiling = settle_on(top_k), min_samples, max_samples
-    outputs_1 = _sample_stage(predict_fns, image, coarse, filler, stage_masks, stage_masks[:0], {}, settle,
-                              floor_1, ceiling, round_size, patience, batch_size, joint=two_stage)
-    label = target["label"]
-
-    if two_stage:
-        n_1 = len(next(iter(outputs_1.values())))  # the coarse stage ends for all models together
+    if two_stage:  # 1. the image and each coarse region hidden alone, for every model: which to refine
+        stage_masks = occlusion_masks(n_coarse)
+        outputs_1 = predict_all(predict_fns, image, coarse, stage_masks, filler, batch_size)
+        for name, outputs in outputs_1.items():
+            class_of(outputs, name)
+        label = target["label"]
         importance = np.zeros(n_coarse)
         for outputs in outputs_1.values():
-            weights = np.abs(ridge_fit(stage_masks[:n_1], outputs).weights[label])
-            if weights.max() > 0:
-                importance += weights / weights.max()  # every model counts the same
+            drops = np.abs(outputs[0, label] - outputs[1:, label])
+            if drops.max() > 0:
+                importance += drops / drops.max()  # every model counts the same
+        parts = refine_parts(detail, n_coarse)
+        refine_k = min(n_coarse, math.ceil((detail - n_coarse) / (parts - 1)))
         order = np.argsort(-importance, kind="stable")
         segments, parents = refine(image, coarse, order, detail, parts, at_least=refine_k)
         refined = np.flatnonzero(np.bincount(parents) > 1)
-        rows_1 = stage_masks[:n_1][:, parents]
-        masks_2 = refined_masks(max_samples - n_1, parents, refined, seed)
+        n_1 = len(stage_masks)
+        rows_1 = stage_masks[:, parents]
+        masks_2 = refined_masks(max(max_samples - n_1, 2), parents, refined, seed)  # 2. pairs over the pieces
         outputs_2 = _sample_stage(predict_fns, image, segments, filler, masks_2, rows_1,
                                   {name: [outputs] for name, outputs in outputs_1.items()}, settle_on(top_k, n_1),
-                                  max(min_samples - n_1, 0), max_samples - n_1, round_size, patience, batch_size,
-                                  joint=False)
+                                  max(min_samples - n_1, 0), max(max_samples - n_1, 2), round_size, patience,
+                                  batch_size)
         all_masks = np.concatenate([rows_1, masks_2])
         all_outputs = {name: np.concatenate([outputs_1[name], outputs_2[name]]) for name in predict_fns}
-        pair_offset = (n_1 + 1) // 2
     else:
-        segments, parents = coarse, np.arange(n_coarse)
-        all_masks, all_outputs, pair_offset = stage_masks, outputs_1, None
+        stage_masks = perturbation_masks(max_samples, n_coarse, seed)
+        all_outputs = _sample_stage(predict_fns, image, coarse, filler, stage_masks, stage_masks[:0], {},
+                                    settle_on(top_k), min_samples, max_samples, round_size, patience, batch_size)
+        label = target["label"]
+        segments, parents, all_masks, n_1 = coarse, np.arange(n_coarse), stage_masks, None
 
     explanations = {}
     for name, outputs in all_outputs.items():
         own_masks = all_masks[:len(outputs)]
-        n_1 = len(outputs_1[name])
         rows = np.arange(len(outputs))
-        pairs = rows // 2 if pair_offset is None else np.where(rows < n_1, rows // 2, pair_offset + (rows - n_1) // 2)
-        fit = ridge_fit(own_masks, outputs, pairs, errors=True,
-                        strata=None if pair_offset is None else rows >= n_1)
+        if n_1 is None:  # one stage: complementary pairs
+            pairs, strata, coarse_rows = rows // 2, None, len(outputs)
+        else:  # each occlusion row alone, then the pairs of the second stage; each stage its own intercept
+            pairs, strata, coarse_rows = np.where(rows < n_1, rows, n_1 + (rows - n_1) // 2), rows >= n_1, n_1
+        fit = ridge_fit(own_masks, outputs, pairs, errors=True, strata=strata)
         explanations[name] = Explanation(image, segments, own_masks, outputs, label, fit.weights, fit.errors,
-                                         fit.scores, 0.0, parents, n_1)
+                                         fit.scores, 0.0, parents, coarse_rows)
     seconds = time.perf_counter() - start
     for explanation in explanations.values():
         explanation.seconds = seconds  # the whole comparison: what the person waited for

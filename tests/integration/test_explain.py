@@ -74,7 +74,7 @@ def test_compare_mode_uses_the_same_segmentation_and_masks(tiny_classifier, seco
     np.testing.assert_array_equal(views["first"].segments, views["second"].segments)
     shorter, longer = sorted((views["first"].masks, views["second"].masks), key=len)
     np.testing.assert_array_equal(shorter, longer[:len(shorter)])  # each model stops on a prefix of one mask set
-    assert min(view.samples for view in views.values()) >= 300
+    assert min(view.samples for view in views.values()) >= lime.MIN_SAMPLES
     common = len(shorter)
     assert not np.allclose(views["first"].probabilities[:common], views["second"].probabilities[:common])
 
@@ -160,8 +160,8 @@ def test_benchmark_reports_lime_and_ours_from_the_same_run(tiny_model_dir, secon
     report = benchmark(tiny_model_dir, n_images=1, compare_dirs=[second_tiny_model_dir])
     assert report["runtime"] == "onnxruntime" and report["images"] == 1
     assert report["speedup"] == pytest.approx(report["lime_seconds"] / report["seconds"])
-    assert 300 <= report["samples"] <= 1000 and 0 <= report["agreement"] <= 1 and 0 <= report["stability"] <= 1
+    assert lime.MIN_SAMPLES <= report["samples"] <= 1000 and 0 <= report["agreement"] <= 1 and 0 <= report["stability"] <= 1
     assert set(report["auc"]) == {"lime", "gradcam", "random"}
     assert report["detail"] == lime.DEFAULT_DETAIL and report["regions"] >= lime.DEFAULT_DETAIL
     assert report["compare"]["models"] == ["tiny_v2", "tiny_v2_b"]
-    assert all(300 <= n <= 1000 for n in report["compare"]["samples"].values())
+    assert all(lime.MIN_SAMPLES <= n <= 1000 for n in report["compare"]["samples"].values())

@@ -83,7 +83,7 @@ def test_at_the_default_detail_the_box_is_cut_into_pieces_that_carry_its_weight(
 
 def test_sampling_stops_early_between_its_floor_and_ceiling_in_complementary_pairs(explanation):
     masks = explanation.masks
-    assert 300 <= explanation.samples < 1000, "a clear-cut explanation stops before max_samples"
+    assert lime.MIN_SAMPLES <= explanation.samples < 1000, "a clear-cut explanation stops before max_samples"
     assert masks.shape == (explanation.samples, explanation.segments.max() + 1)
     assert masks[0].all() and not masks[1].any(), "the first pair: everything shown, then nothing"
     np.testing.assert_array_equal(masks[0::2] + masks[1::2], 1)
@@ -103,14 +103,14 @@ def test_the_same_seed_repeats_the_explanation_and_another_seed_samples_differen
     assert in_box[other.segments == other.top(1)[0]].mean() > 0.9, "but finds the same region"
 
 
-def test_two_stages_share_one_mask_stream_coarse_rows_then_pairs_over_the_refined_pieces(detailed):
+def test_two_stages_share_one_mask_stream_occlusion_rows_then_pairs_over_the_refined_pieces(detailed):
     masks, parents, n_coarse = detailed.masks, detailed.parents, detailed.coarse_samples
-    assert 0 < n_coarse < detailed.samples <= 1000
+    regions = int(parents.max()) + 1
+    assert n_coarse == 1 + regions < detailed.samples <= 1000, "the image, then each coarse region hidden alone"
     coarse = masks[:n_coarse]
-    assert coarse[0].all() and not coarse[1].any()
-    np.testing.assert_array_equal(coarse[0::2] + coarse[1::2], 1)
-    for parent in np.unique(parents):  # a coarse row gives all pieces of a coarse region the same bit
-        assert (coarse[:, parents == parent] == coarse[:, parents == parent][:, :1]).all()
+    np.testing.assert_array_equal(coarse[0], 1)
+    for row, parent in enumerate(range(regions), start=1):  # a coarse row gives all its pieces the same bit
+        np.testing.assert_array_equal(coarse[row], parents != parent)
     fine = masks[n_coarse:]
     refined = np.isin(parents, np.flatnonzero(np.bincount(parents) > 1))
     assert refined.any() and (fine[:, ~refined] == 1).all(), "the rest of the picture stays shown"
