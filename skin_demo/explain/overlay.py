@@ -103,14 +103,17 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def _text(pen: ImageDraw.ImageDraw, xy, text: str, font, anchor: str, **style) -> None:
-    """Text placed by its middle ("mm") or left-middle ("lm"), with bitmap fonts too (they take no anchor)."""
+def _text(pen: ImageDraw.ImageDraw, xy, text: str, font, anchor: str, **style) -> tuple[int, int, int, int]:
+    """Text placed by its middle ("mm") or left-middle ("lm"), with bitmap fonts too (they take no anchor);
+    returns the box it covers."""
+    stroke = style.get("stroke_width", 0)
     if isinstance(font, ImageFont.FreeTypeFont):
         pen.text(xy, text, font=font, anchor=anchor, **style)
-        return
+        return pen.textbbox(xy, text, font=font, anchor=anchor, stroke_width=stroke)
     left, top, right, bottom = pen.textbbox((0, 0), text, font=font)
     x = xy[0] - (right - left) // 2 if anchor == "mm" else xy[0]
     pen.text((x, xy[1] - (bottom - top) // 2), text, font=font, **style)
+    return pen.textbbox((x, xy[1] - (bottom - top) // 2), text, font=font, stroke_width=stroke)
 
 
 def _legend_box(draw: ImageDraw.ImageDraw, lines: list[str], font, swatch: int) -> tuple[int, int]:
@@ -133,15 +136,18 @@ def _place_legend(size: tuple[int, int], box: tuple[int, int], busy: np.ndarray)
 
 
 def _number_position(mask: np.ndarray, avoid: np.ndarray | None) -> tuple[int, int]:
-    """(x, y) deepest inside `mask` (farthest from its border), outside `avoid` when possible."""
+    """(x, y) deepest inside `mask` (farthest from its border; of equally deep points, the one nearest
+    the region's centre), outside `avoid` when possible."""
     ys, xs = np.nonzero(mask)
     top, left = ys.min(), xs.min()
     box = np.pad(mask[top:ys.max() + 1, left:xs.max() + 1], 1)
     if avoid is not None:
         free = box & ~np.pad(avoid[top:ys.max() + 1, left:xs.max() + 1], 1)
         box = free if free.any() else box
-    depth = distance_transform_edt(box)
-    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    grid_y, grid_x = np.indices(box.shape)
+    off_centre = np.hypot(grid_y - (ys.mean() - top + 1), grid_x - (xs.mean() - left + 1))
+    score = distance_transform_edt(box) - 1e-3 * off_centre  # depth first; 1e-3 px per px only breaks ties
+    y, x = np.unravel_index(int(np.argmax(np.where(box, score, -np.inf))), box.shape)
     return int(left + x - 1), int(top + y - 1)
 
 
@@ -189,9 +195,8 @@ def draw(explanation, picture=None, num_features: int = TOP_K, label: int | None
     markers = {}
     if numbers and len(chosen):
         font = _font(max(10, round(min(height, width) / 14)))
-        avoid = None
+        avoid = np.zeros(seen.shape, dtype=bool)  # the legend and the numbers already drawn
         if box is not None:
-            avoid = np.zeros(seen.shape, dtype=bool)
             avoid[box[1]:box[3], box[0]:box[2]] = True
         stroke = max(1, round(getattr(font, "size", 10) / 10))
         for j in chosen:
@@ -199,8 +204,11 @@ def draw(explanation, picture=None, num_features: int = TOP_K, label: int | None
             if not mask.any():
                 continue
             x, y = _number_position(mask, avoid)
-            _text(pen, (x, y), str(region_id(j)), font, "mm", fill=(255, 255, 255), stroke_width=stroke,
-                  stroke_fill=(0, 0, 0))
+            left, top, right, bottom = _text(pen, (x, y), str(region_id(j)), font, "mm", fill=(255, 255, 255),
+                                             stroke_width=stroke, stroke_fill=(0, 0, 0))
+            # the next number's centre this close to the box would draw over this one
+            half_w, half_h = (right - left) // 2 + 1, (bottom - top) // 2 + 1
+            avoid[max(0, top - half_h):max(0, bottom + half_h), max(0, left - half_w):max(0, right + half_w)] = True
             markers[region_id(j)] = (x, y)
     return Picture(np.array(image), text, rows, markers, seen, box)
 

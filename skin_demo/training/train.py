@@ -64,7 +64,7 @@ class TrainConfig:
     dropout: float = 0.3
     patience: int = 4  # epochs without a better validation score before a phase stops; 0 = never
     ema: float = 0.0  # momentum of the weights' moving average, scored and kept instead of the raw weights; 0 = off
-    average_from: int = 0  # fine-tuning epoch from which the epochs' weights are averaged (SWA), scored and kept; 0 = off
+    average_from: int = 0  # fine-tuning epoch from which the epochs' weights are averaged (SWA), scored, kept; 0 = off
     augmentation: dict = field(default_factory=lambda: Augmentation().to_dict())
     extra_data: str | None = None  # "bcn" (BCN_20000 from ../shared) or its folder: training images only
     extra_per_class: int | dict | None = None  # cap on extra images per class (None: all)
@@ -380,6 +380,9 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             averaging = phase.averaged and config.average_from and epoch + 1 >= config.average_from
             if averaging:
                 average.add(model.variables)
+                first_averaged = number - (epoch + 1 - config.average_from)
+                if selection.best is not None and selection.best["epoch"] < first_averaged:
+                    selection = Selection()  # the averages compete among themselves, not with raw epochs before
                 raw = compute_metrics(y_val, predict_uint8(forward, x_val))
                 run.log(f"epoch {number + 1} before averaging: val balanced accuracy {raw['balanced_accuracy']:.4f}, "
                         f"macro AUC {fmt(raw['macro_auc'])}, accuracy {raw['accuracy']:.4f}")

@@ -71,6 +71,7 @@ def test_a_killed_run_resumes_to_the_same_validation_history(tmp_path, averaging
         assert json.loads((tmp_path / "run_resumed" / "state.json").read_text())["averaged_epochs"] == 2
         assert "[average of 2 epochs]" in log
         assert all("raw_val_balanced_accuracy" in e for e in resumed[1:])
+        assert b.selection["epoch"] >= 2, "the kept weights are an average, not the head epoch before it"
 
 
 def test_extra_training_images_never_reach_validation_or_test(tmp_path):

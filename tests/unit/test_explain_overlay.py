@@ -1,6 +1,8 @@
 """Explanations drawn on the picture the person uploaded: mapped back through `fit_to_input`'s geometry,
 numbered with the ids the table lists, margins the model never saw marked, a legend beside and on it."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -123,6 +125,21 @@ def test_the_numbers_drawn_are_the_region_ids_of_the_rows(explanation, upload):
     tinted = np.isin(labels, [row[0] - 1 for row in rows])
     assert (bare.image[tinted] != upload[tinted]).any(axis=-1).all(), "the numbered regions are tinted"
     assert (bare.image[~tinted & picture.seen] == upload[~tinted & picture.seen]).all()
+
+
+def test_numbers_of_neighbouring_thin_regions_do_not_cover_each_other(explanation):
+    """Two tall strips side by side, each narrower than a number: their deepest points are side by side,
+    so the second number moves along its strip instead of being drawn over the first."""
+    segments = np.full(MODEL_SIZE, 2)
+    segments[:, 96:100], segments[:, 100:104] = 0, 1
+    weights = np.zeros((2, 3))
+    weights[:, :2] = [[-0.2, -0.1], [0.2, 0.1]]
+    strips = dataclasses.replace(explanation, segments=segments, weights=weights, weight_errors=np.zeros((2, 3)),
+                                 parents=np.arange(3))
+    picture = overlay.draw(strips, num_features=2, legend=False)
+    (x1, y1), (x2, y2) = picture.markers.values()
+    assert segments[y1, x1] == 0 and segments[y2, x2] == 1, "each number sits inside its own region"
+    assert abs(y1 - y2) >= 10, "one below the other, not drawn over it"
 
 
 def test_the_legend_is_drawn_where_it_hides_no_numbered_region_and_returned_as_text(explanation, upload):
