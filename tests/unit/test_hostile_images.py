@@ -6,11 +6,11 @@ The corpus is generated once per run (about 2 s) by the session fixture `corpus_
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, ImageFile
 from make_bad_images import CASES, FORTY_MEGAPIXELS
 from unit_helpers import TINY_SIZE, assert_one_sentence
 
@@ -58,12 +58,15 @@ def test_a_classifier_answers_every_readable_file_and_refuses_the_rest_with_the_
 
 
 @pytest.mark.parametrize("name", BOMBS)
-def test_a_decompression_bomb_is_refused_from_its_header(name, corpus_dir):
-    """Decoding any of these would take seconds and gigabytes (their data is fake: a decode would say "damaged")."""
-    start = time.perf_counter()
+def test_a_decompression_bomb_is_refused_from_its_header(name, corpus_dir, monkeypatch):
+    """Decoding any of these would take seconds and gigabytes (their data is fake: a decode would say "damaged"),
+    so the refusal must come before any pixel is decoded."""
+    def decode(self, *args, **kwargs):
+        raise AssertionError("a pixel was decoded")
+    monkeypatch.setattr(Image.Image, "load", decode)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", decode)
     with pytest.raises(ImageError, match="too many pixels"):
         load_image(corpus_dir / name)
-    assert time.perf_counter() - start < 0.5
 
 
 def test_forty_megapixels_decode_at_reduced_scale(corpus_dir):
@@ -81,5 +84,4 @@ def test_forty_megapixels_decode_at_reduced_scale(corpus_dir):
                             cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
     seconds, extra_kib, height, width, _ = (float(v) for v in result.stdout.split())
     assert (height, width) == (768, WORKING_SIDE)
-    assert extra_kib < 40 * 1024
-    assert seconds < 3
+    assert extra_kib < 40 * 1024  # (how long it takes is for benchmarks, not for a test)
