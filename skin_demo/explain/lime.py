@@ -415,7 +415,7 @@ class Explanation:
     scores: np.ndarray  # (classes,) R^2 of each local linear fit
     seconds: float
     parents: np.ndarray  # (S,) the coarse region each region belongs to (itself in a one-stage map)
-    coarse_samples: int  # rows of `masks` from the coarse stage (all of them in a one-stage map)
+    coarse_samples: int  # rows of `masks` from the occlusion stage (all of them in a one-stage map)
 
     @property
     def samples(self) -> int:
