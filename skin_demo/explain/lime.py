@@ -497,7 +497,8 @@ def compare(predict_fns: dict, image, label: int | None = None, seed: int = 0, d
 
     Samples are drawn in rounds of `round_size`, in the same order for every model; a model stops
     sampling once the top-k regions of the class have stayed the same for `patience` rounds in a row
-    (one unchanged round is often luck), never before `min_samples` and never after `max_samples`,
+    (one unchanged round is often luck), never before `min_samples` and never after `max_samples`
+    (coarse to fine: or after the occlusion stage and one pair, when `max_samples` is smaller),
     so each model's masks are a prefix of one shared mask set and a quickly settled model does not
     pay for a slow one (the occlusion stage runs for all models together, as they share its outcome).
     Deterministic for a given seed.
