@@ -132,7 +132,8 @@ def _training_lines(info) -> list[str]:
     if info.training_seconds is not None and training:
         recipe = [f"balance: {training.get('balance')}", f"lr {training.get('lr')}"]
         recipe += [f"EMA {training['ema']}"] if training.get("ema") else []
-        recipe += [f"weights averaged from fine-tuning epoch {training['average_from']}"] if training.get("average_from") else []
+        if training.get("average_from"):
+            recipe.append(f"weights averaged from fine-tuning epoch {training['average_from']}")
         recipe += [f"extra data: {training['extra_data']}"] if training.get("extra_data") else []
         lines.append(f"- trained {info.epochs_run} epochs in {info.total_training_seconds / 60:.0f} min on 2 CPU "
                      f"cores ({', '.join(recipe)}); recipe ablation in `docs/ablation.md`")

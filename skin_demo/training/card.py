@@ -68,8 +68,8 @@ def _recipe_lines(info: ModelInfo) -> list[str]:
     if speeds:
         lines.append(f"- training speed on 2 CPU cores: median {sorted(speeds)[len(speeds) // 2]:.0f} images/s")
     if info.selection:
-        lines.append(f"- kept: epoch {info.selection['epoch']} (weights: {info.selection.get('scored_weights', 'raw')}), "
-                     f"by {info.selection['rule']}")
+        weights = info.selection.get("scored_weights", "raw")
+        lines.append(f"- kept: epoch {info.selection['epoch']} (weights: {weights}), by {info.selection['rule']}")
     adjustment = info.logit_adjustment
     if adjustment:
         lines.append(f"- decision rule: log p + {adjustment['tau']} · log(training class prior), "

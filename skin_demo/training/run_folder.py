@@ -3,8 +3,8 @@
 Sessions on this machine end after a few hours and a running process is killed, so a long schedule
 spans several processes: `python -m skin_demo train --resume RUN_DIR` reads the config back and
 continues from the last completed epoch with the same weights, optimizer state (moments, step count,
-so the schedule position; EMA averages), the running weight average (--average-from), selection state (best score and its weights), dropout RNG
-state and history. Everything of one epoch is one .npz file (arrays in variable order, named by
+so the schedule position; EMA averages), the running weight average (--average-from), selection
+state (best score and its weights), dropout RNG state and history. Everything of one epoch is one .npz file (arrays in variable order, named by
 path, and the state as JSON; no pickle) written under a temporary name and renamed, so a run killed
 mid-save resumes from the previous complete checkpoint; `state.json` beside it is a readable copy.
 """

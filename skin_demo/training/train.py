@@ -15,7 +15,7 @@ import json
 import os
 import platform
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -386,7 +386,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                 raw = compute_metrics(y_val, predict_uint8(forward, x_val))
                 run.log(f"epoch {number + 1} before averaging: val balanced accuracy {raw['balanced_accuracy']:.4f}, "
                         f"macro AUC {fmt(raw['macro_auc'])}, accuracy {raw['accuracy']:.4f}")
-            with averaged_weights(optimizer), average.swapped_in(model.variables) if averaging else nullcontext():
+            with averaged_weights(optimizer), average.swapped_in(model.variables):  # a no-op until averaging
                 scores = compute_metrics(y_val, predict_uint8(forward, x_val))
                 if selection.offer(number, scores):
                     best_weights = values_of(model.variables)
