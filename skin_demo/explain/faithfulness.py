@@ -72,7 +72,7 @@ def top_overlap(a: Explanation, b: Explanation, k: int = TOP_K, label: int | Non
 
 def stability(predict_fn, image, seeds=range(5), top_k: int = TOP_K, **options) -> float:
     """Mean pairwise `top_overlap` of the top-k regions over explanations with different seeds."""
-    views = [explain(predict_fn, image, seed=seed, top_k=top_k, **options) for seed in seeds]
+    views = [explain(predict_fn, image, seed=seed, **options) for seed in seeds]
     return float(np.mean([top_overlap(a, b, top_k) for a, b in itertools.combinations(views, 2)]))
 
 

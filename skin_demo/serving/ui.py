@@ -50,6 +50,8 @@ PREDICT_CONCURRENCY = 4  # light: many at once
 EXPLAIN_CONCURRENCY = 1  # heavy: one at a time, in its own lane so predictions never wait behind it
 LEADERBOARD_CONCURRENCY = 1  # matplotlib drawing: one at a time, in its own lane
 QUEUE_SIZE = 48
+SAMPLES_SLIDER = (20, 1000)  # LIME's cap on samples; the default design stops far below it
+SAMPLES_LABEL = "Max LIME samples (the default design uses ~140 at detail 25; fewer: faster, less sure)"
 # Served by `launch` (Gradio 6 takes CSS there, not in Blocks). Gradio shows an output image at its natural size
 # at most, so the overlay of a 200x150 upload would stay a thumbnail with tiny numbers: it fills its column
 # instead (whole, never cropped). The Compare gallery shows every row and whole captions, not 55vh and "…".
@@ -298,8 +300,8 @@ def build_app(demo: SkinDemo | None = None):
                                            label="Detail: regions in the LIME map (more: finer, slower, less sure)")
                         num_features = gr.Slider(1, 15, value=5, step=1, label="Regions to number on the picture",
                                                  elem_id="num-features")
-                        max_samples = gr.Slider(200, 2000, value=1000, step=100, elem_id="samples",
-                                                label="Max LIME samples (stops early once the top regions are stable)")
+                        max_samples = gr.Slider(*SAMPLES_SLIDER, value=1000, step=10, elem_id="samples",
+                                                label=SAMPLES_LABEL)
                     explain_button = gr.Button("Explain", elem_id="explain")
                 with gr.Column():
                     label = gr.Label(num_top_classes=7, label="Probabilities (not a diagnosis)", elem_id="label")
@@ -334,9 +336,8 @@ def build_app(demo: SkinDemo | None = None):
                     with gr.Accordion("More settings", open=False):
                         compare_features = gr.Slider(1, 15, value=5, step=1, elem_id="compare-num-features",
                                                      label="Regions to number (and to compare between models)")
-                        compare_samples = gr.Slider(200, 2000, value=1000, step=100, elem_id="compare-samples",
-                                                    label="Max LIME samples (stops early once the top regions "
-                                                          "are stable)")
+                        compare_samples = gr.Slider(*SAMPLES_SLIDER, value=1000, step=10, elem_id="compare-samples",
+                                                    label=SAMPLES_LABEL)
                     compare_button = gr.Button("Compare", variant="primary", elem_id="compare")
             compare_summary = gr.Markdown(label="Summary", elem_id="compare-summary")
             table = gr.Dataframe(label="Probabilities per model (%)", wrap=True, interactive=False,

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from skin_demo import CLASSES, display_name
-from skin_demo.explain.lime import MIN_SAMPLES
+from skin_demo.explain.lime import default_samples
 from skin_demo.serving.service import DEFAULT_DETAIL
 
 pytest.importorskip("gradio_client")
@@ -85,7 +85,7 @@ def test_api_compare_gives_rows_of_probabilities_one_class_agreement_and_downloa
     assert names == ["probabilities.csv", "agreement.csv", "1_tiny_a_bcc_lime.png", "2_tiny_b_bcc_lime.png"]
     csv = pd.read_csv(files[0])
     assert list(csv["model"]) == ["tiny_a", "tiny_b"] and set(csv["explained_class"]) == {"bcc"}
-    assert np.allclose(csv[list(CLASSES)].sum(axis=1), 1, atol=1e-4) and (csv["samples"] >= MIN_SAMPLES).all()
+    assert np.allclose(csv[list(CLASSES)].sum(axis=1), 1, atol=1e-4) and (csv["samples"] >= default_samples(0)).all()
     assert Image.open(files[2]).size == Image.open(test_images["mel"]).size
 
 

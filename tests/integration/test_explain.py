@@ -72,11 +72,10 @@ def test_compare_mode_uses_the_same_segmentation_and_masks(tiny_classifier, seco
     second = Classifier.from_folder(second_tiny_model_dir)
     views = lime.compare({"first": tiny_classifier, "second": second}, melanoma, seed=1)
     np.testing.assert_array_equal(views["first"].segments, views["second"].segments)
-    shorter, longer = sorted((views["first"].masks, views["second"].masks), key=len)
-    np.testing.assert_array_equal(shorter, longer[:len(shorter)])  # each model stops on a prefix of one mask set
-    assert min(view.samples for view in views.values()) >= lime.MIN_SAMPLES
-    common = len(shorter)
-    assert not np.allclose(views["first"].probabilities[:common], views["second"].probabilities[:common])
+    np.testing.assert_array_equal(views["first"].masks, views["second"].masks)
+    varied = np.isin(views["first"].parents, np.flatnonzero(np.bincount(views["first"].parents) > 1)).sum()
+    assert views["first"].samples == lime.default_samples(varied, views["first"].coarse_samples)
+    assert not np.allclose(views["first"].probabilities, views["second"].probabilities)
 
 
 def test_compare_runs_a_network_shared_by_an_ensemble_once_per_batch(tiny_model_dir, second_tiny_model_dir,
@@ -92,7 +91,7 @@ def test_compare_runs_a_network_shared_by_an_ensemble_once_per_batch(tiny_model_
             return raw(images)
         member.raw_probabilities = counting
     views = lime.compare({"first": first, "second": second, "ensemble": EnsembleClassifier([first, second])},
-                            melanoma, min_samples=200, max_samples=200)
+                            melanoma, samples=200)
     assert calls == {"first": 200, "second": 200}
     np.testing.assert_allclose(views["ensemble"].probabilities,
                                (views["first"].probabilities + views["second"].probabilities) / 2, atol=1e-6)
@@ -139,7 +138,7 @@ def test_cli_compares_two_models_and_writes_their_overlays(registry_file, test_i
     assert [r["model"] for r in report] == ["tiny_a", "tiny_b"]
     assert "explained class: nv (as asked)" in output.err and "agreement of the top 5 regions" in output.err
     for r in report:
-        assert abs(sum(r["probabilities"].values()) - 1) < 1e-4 and 200 <= r["samples"] <= 1000
+        assert abs(sum(r["probabilities"].values()) - 1) < 1e-4 and lime.default_samples(0) <= r["samples"] <= 1000
         assert Image.open(r["overlay"]).size == Image.open(image).size  # drawn on the image, at its size
         assert r["explained"] == "nv" and r["detail"] == 30 and len(r["weights"]) == r["regions"] >= 30
         assert list(r["errors"]) == list(r["weights"]) and len(r["numbered"]) == 5
@@ -160,9 +159,9 @@ def test_benchmark_reports_lime_and_ours_from_the_same_run(tiny_model_dir, secon
     report = benchmark(tiny_model_dir, n_images=1, compare_dirs=[second_tiny_model_dir])
     assert report["runtime"] == "onnxruntime" and report["images"] == 1
     assert report["speedup"] == pytest.approx(report["lime_seconds"] / report["seconds"])
-    assert lime.MIN_SAMPLES <= report["samples"] <= 1000
+    assert lime.default_samples(0) <= report["samples"] <= 1000
     assert 0 <= report["agreement"] <= 1 and 0 <= report["stability"] <= 1
     assert set(report["auc"]) == {"lime", "gradcam", "random"}
     assert report["detail"] == lime.DEFAULT_DETAIL and report["regions"] >= lime.DEFAULT_DETAIL
     assert report["compare"]["models"] == ["tiny_v2", "tiny_v2_b"]
-    assert all(lime.MIN_SAMPLES <= n <= 1000 for n in report["compare"]["samples"].values())
+    assert all(lime.default_samples(0) <= n <= 1000 for n in report["compare"]["samples"].values())

@@ -78,7 +78,7 @@ def test_the_default_detail_gives_at_least_25_regions_on_a_lesion_image():
         dark = (np.asarray(batch).mean(axis=-1) < 120).mean(axis=(1, 2))
         return np.stack([1 - dark, dark], axis=1)
 
-    explanation = lime.explain(darkness, lesion, min_samples=100, max_samples=100)
+    explanation = lime.explain(darkness, lesion, samples=100)
     assert lime.DEFAULT_DETAIL >= 25 and explanation.regions >= 25
     assert explanation.weights.shape == explanation.weight_errors.shape == (2, explanation.regions)
     assert sorted(np.unique(explanation.segments)) == list(range(explanation.regions))
@@ -155,15 +155,15 @@ def test_models_with_different_numbers_of_classes_cannot_be_compared(picture):
 # ------------------------------------------------------------------ standard errors
 def test_standard_errors_are_non_negative_and_shrink_with_more_samples(picture):
     for options in (dict(detail=lime.COARSE_REGIONS), {}):
-        few = lime.explain(saturating, picture, min_samples=100, max_samples=100, **options)
-        many = lime.explain(saturating, picture, min_samples=800, max_samples=800, **options)
+        few = lime.explain(saturating, picture, samples=100, **options)
+        many = lime.explain(saturating, picture, samples=800, **options)
         for explanation in (few, many):
             assert (explanation.weight_errors >= 0).all() and np.isfinite(explanation.weight_errors).all()
         assert many.weight_errors[1].mean() < 0.6 * few.weight_errors[1].mean()
 
 
 def test_standard_errors_match_how_much_the_weights_vary_over_seeds(picture):
-    views = [lime.explain(saturating, picture, seed=seed, min_samples=200, max_samples=200,
+    views = [lime.explain(saturating, picture, seed=seed, samples=200,
                           detail=lime.COARSE_REGIONS) for seed in range(12)]
     spread = np.stack([view.weights[1] for view in views]).std(axis=0, ddof=1)
     error = np.mean([view.weight_errors[1] for view in views], axis=0)

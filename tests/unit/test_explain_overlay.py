@@ -74,7 +74,7 @@ def upload():
 
 @pytest.fixture(scope="module")
 def explanation(upload):
-    return lime.explain(lesion_model, fit_to_input(upload, MODEL_SIZE), min_samples=200, max_samples=200)
+    return lime.explain(lesion_model, fit_to_input(upload, MODEL_SIZE), samples=200)
 
 
 def test_region_rows_list_ids_weights_and_errors_largest_weight_first(explanation):

@@ -81,15 +81,32 @@ def test_at_the_default_detail_the_box_is_cut_into_pieces_that_carry_its_weight(
     assert np.abs(weights[outside]).max() < 0.05 * weights[top], "regions away from the box get ~0 weight"
 
 
-def test_sampling_stops_early_between_its_floor_and_ceiling_in_complementary_pairs(explanation):
+def test_the_masks_are_complementary_pairs_from_orthogonal_blocks(explanation):
     masks = explanation.masks
-    assert lime.MIN_SAMPLES <= explanation.samples < 1000, "a clear-cut explanation stops before max_samples"
-    assert masks.shape == (explanation.samples, explanation.segments.max() + 1)
+    regions = explanation.segments.max() + 1
+    assert explanation.samples == lime.default_samples(regions) == lime.BLOCKS * lime.block_rows(regions)
+    assert masks.shape == (explanation.samples, regions)
     assert masks[0].all() and not masks[1].any(), "the first pair: everything shown, then nothing"
     np.testing.assert_array_equal(masks[0::2] + masks[1::2], 1)
     np.testing.assert_allclose(explanation.probabilities[0], red_stripe_detector(explanation.image[None])[0])
+    block = lime.block_rows(regions)
+    for rows in (masks[:block], masks[block:2 * block]):  # each region shown in half, each two together in a quarter
+        signs = 2 * rows - 1
+        np.testing.assert_array_equal(signs.T @ signs, block * np.eye(regions))
     odd = lime.perturbation_masks(7, 5, seed=1)
     assert odd.shape == (7, 5) and (odd[0:6:2] + odd[1:6:2] == 1).all()
+
+
+def test_a_pooled_kernel_keeps_interactions_of_two_regions_out_of_the_weights():
+    """With both rows of a pair weighted alike, y = linear + c * s_i * s_j (+-1 coding) gives the linear weights."""
+    masks = lime.orthogonal_pairs(40, 6, seed=3)  # not a whole block: orthogonality is not what this rests on
+    signs = 2 * masks - 1
+    linear = signs @ np.array([0.3, -0.2, 0.1, 0.0, 0.05, 0.0]) / 2
+    probabilities = np.stack([linear, linear + 0.2 * signs[:, 1] * signs[:, 4]], axis=1)
+    pooled = lime.ridge_fit(masks, probabilities, pooled_kernel=True)
+    np.testing.assert_allclose(pooled.weights[1], pooled.weights[0], atol=1e-12)
+    plain = lime.ridge_fit(masks, probabilities)
+    assert np.abs(plain.weights[1] - plain.weights[0]).max() > 1e-3, "lime's own kernel lets it leak in"
 
 
 def test_the_same_seed_repeats_the_explanation_and_another_seed_samples_differently(picture, detailed, in_box):
@@ -127,9 +144,11 @@ def test_the_weights_are_lime_base_s_ridge_and_the_standard_errors_come_with_the
         weights, score = lime.lime_weights(masks, probabilities, label)
         np.testing.assert_allclose(fit.weights[label], weights, atol=1e-8)
         assert fit.scores[label] == pytest.approx(score, abs=1e-8)
-    np.testing.assert_allclose(explanation.weights, fit.weights)
-    np.testing.assert_allclose(explanation.weight_errors, fit.errors)
-    assert (fit.errors >= 0).all() and np.isfinite(fit.errors).all()
+    pooled = lime.ridge_fit(masks, probabilities, errors=True, pooled_kernel=True)  # what explanations use
+    np.testing.assert_allclose(explanation.weights, pooled.weights)
+    np.testing.assert_allclose(explanation.weight_errors, pooled.errors)
+    assert (pooled.errors >= 0).all() and np.isfinite(pooled.errors).all()
+    np.testing.assert_allclose(pooled.weights, fit.weights, atol=0.05)  # the same picture as lime's kernel
 
 
 def test_the_function_sees_batches_of_at_most_batch_size_read_only_images(picture):
@@ -139,7 +158,7 @@ def test_the_function_sees_batches_of_at_most_batch_size_read_only_images(pictur
         seen.append((len(batch), batch.flags.writeable))
         return red_stripe_detector(batch)
 
-    result = lime.explain(recording, picture, min_samples=40, max_samples=120, round_size=40, batch_size=16)
+    result = lime.explain(recording, picture, samples=120, batch_size=16)
     assert result.samples == 120 and sum(n for n, _ in seen) == 120
     assert max(n for n, _ in seen) <= 16 and not any(writeable for _, writeable in seen)
 
