@@ -273,16 +273,19 @@ def _calibrate(args) -> None:
     from .training.data import labelled_split
 
     prior = class_prior(labelled_split("train")[1]) if args.logit_adjustment else None
-    info = calibrate(args.model, prior=prior)
+    info = calibrate(args.model, prior=prior, score_test=args.score_test)
     for split in [name for name in ("val", "test") if f"{name}_calibrated" in info.metrics]:
         c = info.metrics[f"{split}_calibrated"]
         print(f"{split}: ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}, NLL {c['nll_before']:.4f} -> "
               f"{c['nll_after']:.4f} (n={c['n']})")
     print(f"temperature {info.temperature} written to {args.model}/{INFO_FILE}")
     if "test" in info.metrics:  # what the folder serves changed: the Leaderboard's stored predictions too
-        from .training.evaluate import save_split_predictions
+        from .model_folder import PREDICTIONS_FILE, StoredPredictions
+        from .training.evaluate import save_plots, save_split_predictions
 
         save_split_predictions(args.model)
+        stored = StoredPredictions.read(Path(args.model) / PREDICTIONS_FILE)  # the card's plots, of the test split
+        save_plots(stored.labels, stored.probabilities, Path(args.model), title=f"{info.name} (test)")
 
 
 def _ood_fit(args) -> None:
@@ -462,6 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, type=MODEL_FOLDER, help="model folder, e.g. weights/mobilenet_v2")
     p.add_argument("--logit-adjustment", action="store_true", help="first choose tau in log p + tau log prior "
                    "on validation")
+    p.add_argument("--score-test", action="store_true", help="also score the test split of a run trained with "
+                   "--no-test (once, after the choices made on validation)")
     p.set_defaults(func=_calibrate)
 
     p = sub.add_parser("ood-fit", help="fit the out-of-distribution warning (training features, validation "

@@ -91,18 +91,19 @@ def choose_logit_adjustment(labels, raw, prior, taus=TAUS) -> dict:
                      for tau, (b, a) in grid.items()]}
 
 
-def calibrate(folder, classifier=None, splits: dict | None = None, prior=None) -> ModelInfo:
+def calibrate(folder, classifier=None, splits: dict | None = None, prior=None, score_test: bool = False) -> ModelInfo:
     """Choose the decision rule on validation and save it: logit adjustment toward `prior` (when given),
     then a temperature; score val and test as served and the calibration before/after, save the diagram,
     skin_demo.json and model card.
 
     `splits` maps "val" (and "test", unless an ablation run leaves it out) to (images, labels) already in
     memory (train passes its own); otherwise both are decoded from the data set at the model's input size.
-    Returns the updated info.
+    `score_test` scores the test split of a run trained with --no-test: once, after every choice was made
+    on validation. Returns the updated info.
     """
     folder = Path(folder)
     classifier = classifier or Classifier.from_folder(folder)
-    scored = ("val", "test") if "test" in classifier.info.metrics else ("val",)  # ablation runs never see test
+    scored = ("val", "test") if score_test or "test" in classifier.info.metrics else ("val",)  # ablations: never
     splits = splits or {name: split_arrays(name, classifier.input_size) for name in scored}
     raw = {name: classifier.raw_probabilities(np.asarray(x, dtype="float32")) for name, (x, _) in splits.items()}
     info = classifier.info

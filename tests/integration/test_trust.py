@@ -95,3 +95,27 @@ def test_int8_tflite_is_smaller_and_close(model_copy, test_split, tiny_classifie
     probs = ExportedClassifier(path, tiny_classifier.info)(test_split[0])
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=0.02)  # int8 output steps are 1/256
     assert np.mean(probs.argmax(1) == tiny_classifier(test_split[0]).argmax(1)) >= 0.75
+
+
+def test_a_run_trained_without_the_test_split_gets_it_scored_once_on_request(model_copy, capsys):
+    """`calibrate --score-test`: how a --no-test run ships after every choice was made on validation."""
+    from skin_demo.__main__ import main
+    from skin_demo.model_folder import PREDICTIONS_FILE, StoredPredictions
+
+    info = ModelInfo.read(model_copy)
+    for key in ("test", "test_calibrated"):
+        info.metrics.pop(key, None)
+    info.write(model_copy)
+    (model_copy / PREDICTIONS_FILE).unlink(missing_ok=True)
+
+    assert main(["calibrate", "--model", str(model_copy)]) == 0
+    assert "test" not in ModelInfo.read(model_copy).metrics, "without the flag the test split stays unseen"
+    assert not (model_copy / PREDICTIONS_FILE).exists()
+
+    assert main(["calibrate", "--model", str(model_copy), "--score-test"]) == 0
+    test = ModelInfo.read(model_copy).metrics["test"]
+    n_test = int((dataset.load_split()["split"] == "test").sum())
+    assert test["n"] == n_test and 0 <= test["balanced_accuracy"] <= 1
+    stored = StoredPredictions.read(model_copy / PREDICTIONS_FILE)
+    assert stored.split == "test" and len(stored.labels) == n_test
+    assert "test:" in capsys.readouterr().out
