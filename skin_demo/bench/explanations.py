@@ -114,6 +114,6 @@ def benchmark(model_dir=None, n_images: int = 5, compare_dirs=(), compare_models
         report["compare"] = {
             "models": list(models),
             "seconds": _mean([next(iter(v.values())).seconds for v in views]),  # the whole comparison
-            "samples": {name: _mean([v[name].samples for v in views]) for name in models},  # each stops on its own
+            "samples": {name: _mean([v[name].samples for v in views]) for name in models},
         }
     return report

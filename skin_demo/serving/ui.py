@@ -386,10 +386,8 @@ def _compare_summary(result: Comparison, name_of) -> str:
              f"**{display_name(result.label)}**, {why}."]
     one = result.results[first]
     if one.method == "lime":
-        low, high = min(r.samples for r in result.results.values()), max(r.samples for r in result.results.values())
-        lines.append(f"LIME on one segmentation of {one.regions} regions and one mask set; "
-                     f"{low if low == high else f'{low}-{high}'} perturbed samples (each model stops once its top "
-                     f"regions are stable), {one.seconds:.2f} s in all.")
+        lines.append(f"LIME on one segmentation of {one.regions} regions and one mask set: {one.samples} perturbed "
+                     f"samples, the same for every model, {one.seconds:.2f} s in all.")
         lines.append(f"Agreement: the share of the top {result.agreement_k} regions two models have in common, "
                      "counted only where both give them the same sign.")
     else:
