@@ -527,6 +527,11 @@ def compare(predict_fns: dict, image, label: int | None = None, seed: int = 0, d
             raise ValueError("The models to compare must return the same number of classes.")
         return outputs
 
+    def explained_class(outputs: dict) -> int:
+        """The class asked for, else the first model's top class on row 0 (the whole image)."""
+        first = next(iter(outputs.values()))
+        return int(np.argmax(first[0])) if label is None else _check_label(label, first.shape[1])
+
     def budget(n_varied: int, n_first: int) -> int:
         wanted = default_samples(n_varied, n_first) if samples is None else samples
         return max(min(wanted, max_samples), n_first + 2)
@@ -534,8 +539,7 @@ def compare(predict_fns: dict, image, label: int | None = None, seed: int = 0, d
     if n_coarse < detail:  # 1. the image and each coarse region hidden alone, for every model: which to refine
         stage_masks = occlusion_masks(n_coarse)
         outputs_1 = checked(predict_all(predict_fns, image, coarse, stage_masks, filler, batch_size), len(stage_masks))
-        first = next(iter(outputs_1.values()))
-        label = int(np.argmax(first[0])) if label is None else _check_label(label, first.shape[1])
+        label = explained_class(outputs_1)
         importance = np.zeros(n_coarse)
         for outputs in outputs_1.values():
             drops = np.abs(outputs[0, label] - outputs[1:, label])
@@ -557,8 +561,7 @@ def compare(predict_fns: dict, image, label: int | None = None, seed: int = 0, d
         segments, parents, n_1 = coarse, np.arange(n_coarse), None
         masks = perturbation_masks(budget(n_coarse, 0), n_coarse, seed)
         outputs = checked(predict_all(predict_fns, image, coarse, masks, filler, batch_size), len(masks))
-        first = next(iter(outputs.values()))
-        label = int(np.argmax(first[0])) if label is None else _check_label(label, first.shape[1])
+        label = explained_class(outputs)
         pairs, strata = np.arange(len(masks)) // 2, None
 
     explanations = {}
