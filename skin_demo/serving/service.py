@@ -22,6 +22,7 @@ import numpy as np
 
 from ..classes import CLASSES, FULL_NAMES, display_name
 from ..explain import faithfulness, gradcam, lime, overlay
+from ..explain.regions import TIE_Z, tied_with_rest
 from ..images import fit_geometry, load_image
 from ..metrics import fmt
 from ..model_folder import CONFUSION_MATRIX_FILE
@@ -92,6 +93,34 @@ class ExplainResult:
     def regions(self) -> int:
         return len(self.weights)
 
+    @property
+    def tied(self) -> list[int]:
+        """Numbered regions whose weight is within TIE_Z standard errors of the largest one not numbered
+        (`regions.tied_with_rest`): other samples could well rank that one above them. [] for Grad-CAM."""
+        ids = list(self.weights)
+        if not self.rows or len(ids) <= len(self.rows):
+            return []
+        flags = tied_with_rest([self.weights[i] for i in ids], [self.errors.get(i, np.nan) for i in ids],
+                               len(self.rows))  # `weights` is already in ranking order: flag j is ids[j]
+        return [int(ids[j]) for j in np.flatnonzero(flags)]
+
+    @property
+    def runner_up(self) -> int | None:
+        """The region with the largest |weight| that is not numbered (what `tied` regions are measured against)."""
+        ids = list(self.weights)
+        return int(ids[len(self.rows)]) if self.rows and len(ids) > len(self.rows) else None
+
+    def tie_note(self) -> str:
+        """One sentence on which numbered regions the samples cannot rank above the first one left out."""
+        tied = self.tied
+        if not tied:
+            return ""
+        names = (f"Region {tied[0]} is" if len(tied) == 1
+                 else f"Regions {', '.join(map(str, tied[:-1]))} and {tied[-1]} are")
+        return (f"{names} within {TIE_Z:g} standard errors of region {self.runner_up}, the largest one not "
+                f"numbered: with other samples, region {self.runner_up} could rank above "
+                f"{'it' if len(tied) == 1 else 'them'}.")
+
     def summary(self) -> str:
         """One line: method, class, cost."""
         what = (f"{self.samples} perturbed samples, {self.regions} regions" if self.method == "lime"
@@ -99,10 +128,12 @@ class ExplainResult:
         return f"{self.method.upper()} for {display_name(self.label)}: {what}, {self.seconds:.2f} s."
 
     def to_dict(self) -> dict:
-        """JSON-ready: the class, the weights and errors by region id, the numbered regions, the cost."""
+        """JSON-ready: the class, the weights and errors by region id, the numbered regions (each with
+        whether it is `tied` with the first region left out), the cost."""
+        tied = set(self.tied)
         return {"explained": self.label, "method": self.method, "detail": self.detail, "regions": self.regions,
                 "weights": self.weights, "errors": self.errors,
-                "numbered": [{"region": r, "weight": w, "error": e} for r, w, e in self.rows],
+                "numbered": [{"region": r, "weight": w, "error": e, "tied": r in tied} for r, w, e in self.rows],
                 "legend": self.legend, "samples": self.samples, "seconds": round(self.seconds, 3)}
 
 

@@ -42,7 +42,7 @@ from ..images import ImageError, load_image
 from ..model_folder import ModelFolderError
 from ..paths import RESOURCES
 from .leaderboard import COLUMNS, LATENCY_SOURCE_COLUMN, MACRO, MODEL_COLUMN, Leaderboard
-from .service import (DEFAULT_DETAIL, DETAIL_RANGE, ERROR_MEANING, EXPLAIN_METHODS, TOP_CLASS, Comparison,
+from .service import (DEFAULT_DETAIL, DETAIL_RANGE, ERROR_MEANING, EXPLAIN_METHODS, TIE_Z, TOP_CLASS, Comparison,
                       ExplainResult, RequestError, SkinDemo)
 
 EXAMPLES_DIR = RESOURCES / "examples"
@@ -110,19 +110,24 @@ CLASS_LEGEND = ("Probabilities in % (each row sums to 100; not a diagnosis). " +
 
 def weights_figure(result: ExplainResult) -> Figure | None:
     """Bar chart of every region's LIME weight for the explained class, largest |weight| first, with
-    ± one standard error; the regions numbered on the picture in full colour, the others faded."""
+    ± one standard error; the regions numbered on the picture in full colour, the others faded, and
+    numbered ones hatched where they are tied with the first one left out (`ExplainResult.tied`)."""
     if not result.weights:
         return None
     ids = list(result.weights)
     weights = np.array([result.weights[i] for i in ids])
     errors = np.array([result.errors.get(i, np.nan) for i in ids])
     numbered = {str(region) for region, _, _ in result.rows}
+    tied = {str(region) for region in result.tied}
     colours = [(*(overlay.GREEN if w > 0 else overlay.RED) / 255, 1.0 if i in numbered else 0.35)
                for i, w in zip(ids, weights)]
     fig = Figure(figsize=(5.6, 3.5), dpi=120, layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(len(ids))
-    ax.bar(x, weights, color=colours, width=0.75, edgecolor="none")
+    bars = ax.bar(x, weights, color=colours, width=0.75, edgecolor="none")
+    for bar, region in zip(bars, ids):
+        if region in tied:
+            bar.set(hatch="////", edgecolor="white", linewidth=0)
     ax.errorbar(x, weights, yerr=np.nan_to_num(errors), fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(x, ids, fontsize=8 if len(ids) > 20 else 9, rotation=90 if len(ids) > 20 else 0)
@@ -137,6 +142,9 @@ def weights_figure(result: ExplainResult) -> Figure | None:
     handles = [Patch(color=overlay.GREEN / 255, label="supports"), Patch(color=overlay.RED / 255, label="opposes"),
                Patch(color=(0.5, 0.5, 0.5, 0.35), label="not numbered"),
                Line2D([], [], color="black", marker="|", linestyle="none", markersize=8, label="± 1 standard error")]
+    if tied:
+        handles.append(Patch(facecolor=(0.5, 0.5, 0.5), edgecolor="white", hatch="////",
+                             label=f"within {TIE_Z:g} s.e. of region {result.runner_up}"))
     ax.legend(handles=handles, fontsize=8, loc="best", ncols=2, frameon=True)
     return fig
 
@@ -156,11 +164,12 @@ def explain_summary(result: ExplainResult) -> str:
         regions = " · ".join(f"**{region}** {weight:+.{places}f} ± {error:.{places}f}"
                              for region, weight, error in result.rows)
         lines.append(f"Numbered regions, weight ± standard error: {regions}")
+        lines.append(result.tie_note())
     if result.legend:
         lines.append(_legend_line(result))
     if result.rows:
         lines.append(ERROR_MEANING)
-    return "\n\n".join(lines)
+    return "\n\n".join(line for line in lines if line)
 
 
 class _Downloads:

@@ -9,7 +9,7 @@ at the default detail it is cut into pieces that share its weight.
 import numpy as np
 import pytest
 
-from skin_demo.explain import faithfulness, lime
+from skin_demo.explain import faithfulness, lime, regions
 from skin_demo.explain import overlay as lime_overlay
 
 HEIGHT, WIDTH = 48, 64
@@ -216,3 +216,13 @@ def test_lime_itself_finds_the_same_region_on_our_segmentation(explanation, pict
 ])
 def test_jaccard_is_shared_over_all(a, b, expected):
     assert faithfulness.jaccard(a, b) == pytest.approx(expected)
+
+
+def test_a_numbered_region_within_two_standard_errors_of_the_first_one_left_out_is_flagged_tied():
+    weights = np.array([0.30, -0.20, 0.11, 0.10, 0.02])  # the top 3 by |weight|, then 0.10 is the first left out
+    errors = np.full(5, 0.01)
+    assert regions.tied_with_rest(weights, errors, k=3).tolist() == [False, False, True], "0.11 vs 0.10 ± 0.014"
+    assert not regions.tied_with_rest(weights, errors / 10, k=3).any(), "precise enough to tell them apart"
+    assert not regions.tied_with_rest(weights, np.full(5, np.nan), k=3).any(), "unknown errors flag nothing"
+    assert not regions.tied_with_rest(weights, errors, k=5).any(), "nothing left out, nothing to swap with"
+    assert regions.tied_with_rest(-weights, errors, k=3).tolist() == [False, False, True], "by |weight|"

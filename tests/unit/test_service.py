@@ -8,9 +8,10 @@ import pytest
 from unit_helpers import assert_one_sentence
 
 from skin_demo.classes import CLASSES, display_name
+from skin_demo.explain.regions import tied_with_rest
 from skin_demo.images import ImageError
 from skin_demo.model_folder import ModelFolderError
-from skin_demo.serving.service import DEFAULT_DETAIL, Comparison, RequestError, SkinDemo
+from skin_demo.serving.service import DEFAULT_DETAIL, Comparison, ExplainResult, RequestError, SkinDemo
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,19 @@ def test_lime_explanation_is_drawn_on_the_upload_with_every_region_s_weight_and_
     assert result.summary().startswith(f"LIME for {display_name(result.label)}: 100 perturbed samples, "
                                        f"{result.regions} regions")
     assert json.loads(json.dumps(result.to_dict()))["weights"] == result.weights
+
+
+def test_numbered_regions_the_samples_cannot_rank_above_the_next_one_are_named_as_tied():
+    weights = {"4": 0.30, "2": -0.20, "7": 0.11, "1": 0.10, "3": 0.02}  # largest |weight| first, as served
+    result = ExplainResult(np.zeros((2, 2, 3), np.uint8), "mel", weights, 100, 0.1, "lime",
+                           errors=dict.fromkeys(weights, 0.01), rows=[(4, 0.30, 0.01), (2, -0.20, 0.01), (7, 0.11, 0.01)])
+    assert result.tied == [7] and result.runner_up == 1
+    assert result.tie_note() == ("Region 7 is within 2 standard errors of region 1, the largest one not numbered: "
+                                 "with other samples, region 1 could rank above it.")
+    assert [r["tied"] for r in result.to_dict()["numbered"]] == [False, False, True]
+    settled = ExplainResult(result.overlay, "mel", weights, 100, 0.1, "lime", errors=dict.fromkeys(weights, 0.001),
+                            rows=result.rows)
+    assert settled.tied == [] and settled.tie_note() == ""
 
 
 def test_the_class_asked_for_is_explained_by_code_or_display_name(demo, lesion_jpg):
@@ -159,6 +173,9 @@ def test_explain_endpoint_gives_overlay_weights_summary_chart_and_errors(app_fun
     bars = chart.axes[0].patches
     assert len(bars) == len(weights) and [b.get_height() for b in bars] == pytest.approx(list(weights.values()))
     assert [t.get_text() for t in chart.axes[0].get_xticklabels()] == list(weights)
+    flagged = tied_with_rest(list(weights.values()), list(errors.values()), 4)
+    assert [bool(b.get_hatch()) for b in bars[:4]] == flagged.tolist() and not any(b.get_hatch() for b in bars[4:])
+    assert ("could rank above" in summary) == flagged.any(), "the tied ones are named beside the picture"
     gradcam = app_functions["explain"](str(lesion_jpg), "tiny", 4, 100, "gradcam", "nv")
     assert gradcam[0].shape == (150, 200, 3) and gradcam[1] == {} and gradcam[3] is None
     assert gradcam[2].startswith("GRADCAM for Melanocytic nevus (nv): one gradient pass")
