@@ -269,9 +269,15 @@ def _benchmark_explain(args) -> None:
 
 
 def _calibrate(args) -> None:
-    from .training.calibrate import calibrate, class_prior
+    from .training.calibrate import calibrate, calibrate_ensemble, class_prior
     from .training.data import labelled_split
 
+    if args.entry:
+        fit = calibrate_ensemble(args.entry, args.registry)
+        print(f"val: ECE {fit['ece_before']:.4f} -> {fit['ece_after']:.4f}, NLL {fit['nll_before']:.4f} -> "
+              f"{fit['nll_after']:.4f} (n={fit['n']}, from the members' stored validation predictions)")
+        print(f"temperature {fit['temperature']} written to the registry entry {args.entry}")
+        return
     prior = class_prior(labelled_split("train")[1]) if args.logit_adjustment else None
     info = calibrate(args.model, prior=prior, score_test=args.score_test)
     for split in [name for name in ("val", "test") if f"{name}_calibrated" in info.metrics]:
@@ -461,8 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_push)
 
     p = sub.add_parser("calibrate", help="fit temperature scaling on the validation split; writes skin_demo.json, "
-                       "the reliability diagram and the model card")
-    p.add_argument("--model", required=True, type=MODEL_FOLDER, help="model folder, e.g. weights/mobilenet_v2")
+                       "the reliability diagram and the model card (an ensemble: its registry entry)")
+    calibrated = p.add_mutually_exclusive_group(required=True)
+    calibrated.add_argument("--model", type=MODEL_FOLDER, help="model folder, e.g. weights/mobilenet_v2")
+    calibrated.add_argument("--entry", metavar="NAME", help="an ensemble of the registry, e.g. ensemble: its own "
+                            "temperature, from its members' stored validation predictions")
+    p.add_argument("--registry", type=FILE, help="with --entry: registry JSON to update (default $SKIN_DEMO_REGISTRY, "
+                   "else the bundled one)")
     p.add_argument("--logit-adjustment", action="store_true", help="first choose tau in log p + tau log prior "
                    "on validation")
     p.add_argument("--score-test", action="store_true", help="also score the test split of a run trained with "

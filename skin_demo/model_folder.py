@@ -32,6 +32,7 @@ CONFUSION_MATRIX_FILE = "confusion_matrix_normalized.png"
 OOD_FILE = "ood.npz"  # the OOD detector's arrays (plain numpy, no pickle)
 PREDICTIONS_FILE = "test_predictions.npz"  # what the model serves on the test split (StoredPredictions)
 TTA_PREDICTIONS_FILE = "test_predictions_tta.npz"  # the same, served with test-time augmentation
+TEMPERATURE_RANGE = (0.05, 20.0)  # what a fitted temperature may be (skin_demo.json, an ensemble's registry entry)
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".dill")
 
 

@@ -18,11 +18,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..model_folder import TEMPERATURE_RANGE
 from ..paths import RESOURCES
 
 DEFAULT_REGISTRY = RESOURCES / "models.json"
 REGISTRY_ENV = "SKIN_DEMO_REGISTRY"
-ENTRY_FIELDS = {"name", "display_name", "source", "revision", "description", "sha256", "members", "tta"}
+ENTRY_FIELDS = {"name", "display_name", "source", "revision", "description", "sha256", "members", "tta",
+                "temperature"}
 COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -41,6 +43,7 @@ class RegistryEntry:
     description: str = ""
     sha256: dict[str, str] = field(default_factory=dict)
     members: tuple[str, ...] = ()  # an ensemble of these entries (and no source)
+    temperature: float = 1.0  # an ensemble's own, fitted on validation (a network's is in its folder)
     tta: bool = False
 
     @property
@@ -97,8 +100,16 @@ def _parse_entry(item, where: str) -> RegistryEntry:
     if members is not None:
         if item.get("source") or not isinstance(members, list) or not all(isinstance(m, str) for m in members):
             raise RegistryError(f"{where}: an ensemble has a list of member names and no source.")
+        temperature = item.get("temperature", 1.0)
+        low, high = TEMPERATURE_RANGE
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not low <= temperature <= high:
+            raise RegistryError(f"{where}: temperature must be a number from {low:g} to {high:g}, not {temperature!r}.")
         return RegistryEntry(name=item["name"], display_name=item.get("display_name") or item["name"], source="",
-                             description=item.get("description", ""), members=tuple(members))
+                             description=item.get("description", ""), members=tuple(members),
+                             temperature=float(temperature))
+    if "temperature" in item:
+        raise RegistryError(f"{where}: only an ensemble has a temperature in the registry; a network's is in its "
+                            "folder's skin_demo.json (`python -m skin_demo calibrate`).")
     if not isinstance(item.get("tta", False), bool):
         raise RegistryError(f"{where}: tta must be true or false.")
     revision = item.get("revision")

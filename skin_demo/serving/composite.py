@@ -11,7 +11,7 @@ import numpy as np
 
 from ..images import fit_batch
 from ..model_folder import ModelInfo
-from .classifier import Classifier
+from .classifier import Classifier, apply_temperature
 
 TTA_SERVED = "8 dihedral views averaged"  # how a TTA entry serves, as its info and stored predictions say
 
@@ -44,6 +44,13 @@ def _turn_in_frame(images: np.ndarray, quarter_turns: int) -> np.ndarray:
     rows, columns = height - cropped.shape[1], width - cropped.shape[2]
     return np.pad(cropped, ((0, 0), (rows // 2, rows - rows // 2), (columns // 2, columns - columns // 2), (0, 0)),
                   mode="symmetric")
+
+
+def ensemble_probabilities(member_probabilities, temperature: float = 1.0) -> np.ndarray:
+    """The mean of the members' calibrated probabilities, then the ensemble's own temperature (fitted on
+    validation by `calibrate --entry`: a mean of calibrated networks is under-confident, as their errors
+    differ). Used for requests and for the stored predictions alike."""
+    return apply_temperature(np.mean(member_probabilities, axis=0), temperature)
 
 
 class _Composite:
@@ -91,19 +98,21 @@ class TtaClassifier(_Composite):
 
 
 class EnsembleClassifier(_Composite):
-    """The mean of its members' calibrated probabilities; each member fits the images to its own input size."""
+    """The mean of its members' calibrated probabilities at the ensemble's temperature
+    (`ensemble_probabilities`); each member fits the images to its own input size."""
 
-    def __init__(self, members: list, name: str = "ensemble"):
+    def __init__(self, members: list, name: str = "ensemble", temperature: float = 1.0):
         if not members:
             raise ValueError("An ensemble needs at least one member.")
         self.members = list(members)
         info = ModelInfo(name=name, backbone="ensemble of " + ", ".join(m.name for m in members),
                          members=tuple(m.name for m in members), input_size=members[0].input_size,
-                         pretrained="members' own", parameters=sum(m.info.parameters for m in members))
+                         pretrained="members' own", parameters=sum(m.info.parameters for m in members),
+                         temperature=float(temperature))
         super().__init__(name, members[0], info)
 
     def _networks(self) -> list:
         return self.members
 
     def __call__(self, images) -> np.ndarray:
-        return np.mean([member(images) for member in self.members], axis=0)
+        return ensemble_probabilities([member(images) for member in self.members], self.info.temperature)

@@ -8,8 +8,9 @@ before temperature scaling). Without the file, the row comes from the card (skin
 no curves. Composite entries have no folder:
 - TTA needs its own forward passes, so its predictions are stored beside the base model's, as the base
   folder's TTA_PREDICTIONS_FILE (what every "tta": true entry on that folder serves);
-- an ensemble serves the mean of its members' served probabilities, so its predictions are that mean of
-  the members' stored ones (exact when the members share an input size, as the bundled ones do).
+- an ensemble serves the mean of its members' served probabilities at its own temperature, so its
+  predictions are computed the same way from the members' stored ones (`ensemble_probabilities`; exact
+  when the members share an input size, as the bundled ones do).
 A stored file left behind by other weights or another decision rule is stale and not used.
 
 Latency is one image through the model, in ms: the README benchmark table's number when it has a row
@@ -37,7 +38,7 @@ from ..metrics import compute_metrics, expected_calibration_error, reliability_b
 from ..model_folder import (PREDICTIONS_FILE, TTA_PREDICTIONS_FILE, WEIGHTS_FILE, ModelFolderError,
                             StoredPredictions)
 from ..paths import REPO_ROOT
-from .composite import served_as
+from .composite import ensemble_probabilities, served_as
 from .service import RequestError
 from .store import ModelStore
 
@@ -205,7 +206,8 @@ class Leaderboard:
             standing.missing = "its members' stored predictions are of different images"
             return standing
         standing.labels, standing.image_ids = first.labels, first.image_ids
-        standing.probabilities = np.mean([m.probabilities for m in members], axis=0).astype("float32")
+        standing.probabilities = ensemble_probabilities([m.probabilities for m in members],
+                                                        self.store.entries[name].temperature).astype("float32")
         standing.metrics = compute_metrics(standing.labels, standing.probabilities)
         standing.ece, standing.metrics_from = standing.metrics["ece"], "mean of its members' stored predictions"
         sizes = {self.store.available[m.name].input_size for m in members}

@@ -98,7 +98,8 @@ class ModelStore:
             if isinstance(folder, Exception):
                 raise folder
             if entry.members:
-                self.available[name] = EnsembleClassifier([self.get(member) for member in entry.members], name)
+                self.available[name] = EnsembleClassifier([self.get(member) for member in entry.members], name,
+                                                          entry.temperature)
             elif entry.tta:
                 self.available[name] = TtaClassifier(self._network(folder, folder.name), name)
             else:

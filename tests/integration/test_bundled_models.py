@@ -47,21 +47,16 @@ def test_bundled_folders_load_with_plain_keras_and_carry_their_test_metrics(sour
 
 
 def _stored_validation(entry, entries) -> np.ndarray:
-    """What an entry serves on the validation split, from the val predictions its folder(s) store."""
-    from skin_demo.model_folder import ModelInfo, StoredPredictions, predictions_file
-    from skin_demo.paths import REPO_ROOT
+    """What an entry serves on the validation split, from the val predictions its folder(s) store (fresh ones:
+    `stored_served` refuses stale files); an ensemble's at its own temperature, as it serves."""
+    from skin_demo.serving.composite import ensemble_probabilities
+    from skin_demo.training.calibrate import stored_served
 
     if entry.members:
-        return np.mean([_stored_validation(entries[name], entries) for name in entry.members], axis=0)
-    folder = REPO_ROOT / entry.source
-    stored = StoredPredictions.read(folder / predictions_file("val", tta=entry.tta))
-    from skin_demo.serving.composite import served_as
-
+        return ensemble_probabilities([_stored_validation(entries[name], entries) for name in entry.members],
+                                      entry.temperature)
+    stored = stored_served(entry, "val")
     assert list(stored.labels) == list(dataset.labelled_split("val")[1]), "the validation split, in its order"
-    assert stored.served_as == served_as(entry.tta)
-    assert stored.split == "val" and stored.stale_reason(folder, ModelInfo.read(folder)) is None, (
-        f"stale val predictions in {folder}: run `python -m skin_demo store-predictions --model {entry.source} "
-        "--split val`")
     return stored.probabilities
 
 

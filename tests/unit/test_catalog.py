@@ -53,8 +53,12 @@ def test_the_registry_is_chosen_by_argument_then_environment_then_the_bundled_fi
     ([{"name": "local", "source": "weights/local", "sha256": {"model.weights.h5": "abc"}}],
      "sha256 of model.weights.h5 is not a 64-character hex digest"),
     ([{"name": "local", "source": "weights/local", "tta": "yes"}], "tta must be true or false"),
+    ([{"name": "a", "source": "weights/a"}, {"name": "pair", "members": ["a"], "temperature": 0}],
+     "temperature must be a number from 0.05 to 20, not 0"),
+    ([{"name": "a", "source": "weights/a", "temperature": 0.8}], "only an ensemble has a temperature in the registry"),
 ], ids=["branch-not-commit", "unknown-field", "duplicate-names", "unknown-member", "nested-ensemble",
-        "no-source", "bad-repo-id", "short-digest", "tta-not-bool"])
+        "no-source", "bad-repo-id", "short-digest", "tta-not-bool", "temperature-out-of-range",
+        "temperature-of-a-network"])
 def test_a_mistake_anywhere_refuses_the_whole_registry(tmp_path, entries, phrase):
     with pytest.raises(RegistryError) as refusal:
         load_registry(write(tmp_path, *entries))

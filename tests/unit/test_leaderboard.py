@@ -4,24 +4,28 @@ A fake HAM10000 folder of synthetic images under real test-split image ids stand
 `store-predictions` runs end to end on the tiny model.
 """
 
+import dataclasses
 import json
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
-from unit_helpers import synthetic_lesion, write_image
+from unit_helpers import TINY_SIZE, synthetic_lesion, write_image
 
 from skin_demo.__main__ import main
 from skin_demo.classes import CLASSES
 from skin_demo.metrics import compute_metrics
 from skin_demo.model_folder import (PREDICTIONS_FILE, TTA_PREDICTIONS_FILE, WEIGHTS_FILE, ModelFolderError, ModelInfo,
-                                    StoredPredictions, check_safe_folder, decision_rule, file_sha256)
+                                    StoredPredictions, check_safe_folder, decision_rule, file_sha256,
+                                    predictions_file)
 from skin_demo.serving import leaderboard as lb
-from skin_demo.serving.classifier import Classifier
+from skin_demo.serving.catalog import load_registry
+from skin_demo.serving.classifier import Classifier, apply_temperature
 from skin_demo.serving.composite import TtaClassifier
 from skin_demo.serving.service import RequestError
 from skin_demo.serving.store import ModelStore
+from skin_demo.training.calibrate import negative_log_likelihood
 from skin_demo.training.data import SPLIT_FILE, load_images
 
 PER_CLASS = 3
@@ -165,6 +169,45 @@ def test_an_ensemble_is_scored_from_the_mean_of_its_members_stored_predictions(b
     assert standings["mixed"].missing == "member(s) without stored predictions: Bare"
     assert "store-predictions --model" in standings["bare"].missing and "gone" not in standings
     assert "not a readable predictions file" in standings["broken"].missing
+
+
+def test_an_ensemble_gets_its_own_temperature_from_its_members_stored_validation_predictions(setup, fake_data,
+                                                                                              tmp_path, capsys):
+    tiny = shutil.copytree(setup["tiny"], tmp_path / "tiny")
+    for tta in (False, True):  # the fake data set has test-split ids only: its predictions stand in for validation
+        stored = StoredPredictions.read(tiny / predictions_file("test", tta))
+        dataclasses.replace(stored, split="val").write(tiny / predictions_file("val", tta))
+    registry = tmp_path / "models.json"
+    registry.write_text(json.dumps({"models": [
+        {"name": "tiny", "source": str(tiny)}, {"name": "tiny_tta", "source": str(tiny), "tta": True},
+        {"name": "both", "display_name": "Tiny ensemble", "members": ["tiny", "tiny_tta"]}]}))
+    assert main(["calibrate", "--entry", "both", "--registry", str(registry)]) == 0
+    assert "temperature" in capsys.readouterr().out
+    entries = {entry.name: entry for entry in load_registry(registry)}
+    temperature = entries["both"].temperature
+    assert temperature != 1.0 and entries["tiny"].temperature == 1.0, "written into the ensemble's entry only"
+    members = [StoredPredictions.read(tiny / predictions_file("val", tta)) for tta in (False, True)]
+    mean = np.mean([m.probabilities for m in members], axis=0)
+    labels = members[0].labels
+    assert negative_log_likelihood(labels, mean, temperature) <= negative_log_likelihood(labels, mean)
+
+    store = ModelStore(registry)
+    images = load_images([fake_data / f"{i}.jpg" for i in members[0].image_ids], TINY_SIZE).astype("float32")
+    served = store.get("both")(images)
+    expected = apply_temperature(np.mean([store.get("tiny")(images), store.get("tiny_tta")(images)], axis=0),
+                                 temperature)
+    np.testing.assert_allclose(served, expected, atol=1e-6)
+    assert (served.argmax(axis=1) == mean.argmax(axis=1)).all(), "no prediction changes class"
+    standing = lb.Leaderboard(store, latency_runs=1).standings()["both"]
+    np.testing.assert_allclose(standing.probabilities, apply_temperature(
+        np.mean([StoredPredictions.read(tiny / predictions_file("test", tta)).probabilities for tta in (False, True)],
+                axis=0), temperature), atol=1e-6)
+
+    assert main(["calibrate", "--entry", "tiny", "--registry", str(registry)]) == 2
+    assert "'tiny' is not an ensemble" in capsys.readouterr().err
+    (tiny / predictions_file("val")).unlink()
+    assert main(["calibrate", "--entry", "both", "--registry", str(registry)]) == 2
+    assert "store-predictions --model" in capsys.readouterr().err
 
 
 def test_plots_overlay_the_chosen_models_and_name_those_without_predictions(board):
