@@ -273,11 +273,16 @@ def _calibrate(args) -> None:
     from .training.data import labelled_split
 
     if args.entry:
+        if args.logit_adjustment or args.score_test:
+            raise UserError("--logit-adjustment and --score-test are for a model folder; an ensemble's entry gets "
+                            "only a temperature.")
         fit = calibrate_ensemble(args.entry, args.registry)
         print(f"val: ECE {fit['ece_before']:.4f} -> {fit['ece_after']:.4f}, NLL {fit['nll_before']:.4f} -> "
               f"{fit['nll_after']:.4f} (n={fit['n']}, from the members' stored validation predictions)")
         print(f"temperature {fit['temperature']} written to the registry entry {args.entry}")
         return
+    if args.registry:
+        raise UserError("--registry goes with --entry; a model folder keeps its temperature in its own skin_demo.json.")
     prior = class_prior(labelled_split("train")[1]) if args.logit_adjustment else None
     info = calibrate(args.model, prior=prior, score_test=args.score_test)
     for split in [name for name in ("val", "test") if f"{name}_calibrated" in info.metrics]:

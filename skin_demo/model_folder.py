@@ -138,6 +138,26 @@ class ModelInfo:
         return path
 
 
+def fresh_predictions(folder, info: "ModelInfo", split: str = "test", tta: bool = False,
+                      served: str = "model") -> "StoredPredictions":
+    """What a folder stores for a split, only if the folder still serves exactly that (`served`: how the
+    registry entry serves it); otherwise a ModelFolderError saying why not: missing, unreadable, served
+    another way, of another split, other weights or another decision rule."""
+    path = Path(folder) / predictions_file(split, tta)
+    if not path.is_file():
+        raise ModelFolderError(f"no stored {'TTA ' if tta else ''}{split}-split predictions in {folder}")
+    stored = StoredPredictions.read(path)
+    if stored.served_as != served:
+        raise ModelFolderError(f"{path} holds predictions served as {stored.served_as!r}, not as this entry "
+                               f"serves ({served!r})")
+    if stored.split != split:
+        raise ModelFolderError(f"{path} holds {stored.split}-split predictions, not {split}-split ones")
+    stale = stored.stale_reason(folder, info)
+    if stale:
+        raise ModelFolderError(f"{path} is stale: {stale}")
+    return stored
+
+
 def check_model_folder(folder) -> Path:
     """The folder, once it is a directory holding every required file."""
     folder = Path(folder)

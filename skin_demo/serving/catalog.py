@@ -43,7 +43,7 @@ class RegistryEntry:
     description: str = ""
     sha256: dict[str, str] = field(default_factory=dict)
     members: tuple[str, ...] = ()  # an ensemble of these entries (and no source)
-    temperature: float = 1.0  # an ensemble's own, fitted on validation (a network's is in its folder)
+    temperature: float | None = None  # an ensemble's own, fitted on validation (a network's is in its folder)
     tta: bool = False
 
     @property
@@ -100,13 +100,14 @@ def _parse_entry(item, where: str) -> RegistryEntry:
     if members is not None:
         if item.get("source") or not isinstance(members, list) or not all(isinstance(m, str) for m in members):
             raise RegistryError(f"{where}: an ensemble has a list of member names and no source.")
-        temperature = item.get("temperature", 1.0)
+        temperature = item.get("temperature")
         low, high = TEMPERATURE_RANGE
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not low <= temperature <= high:
+        if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+                                        or not low <= temperature <= high):
             raise RegistryError(f"{where}: temperature must be a number from {low:g} to {high:g}, not {temperature!r}.")
         return RegistryEntry(name=item["name"], display_name=item.get("display_name") or item["name"], source="",
                              description=item.get("description", ""), members=tuple(members),
-                             temperature=float(temperature))
+                             temperature=None if temperature is None else float(temperature))
     if "temperature" in item:
         raise RegistryError(f"{where}: only an ensemble has a temperature in the registry; a network's is in its "
                             "folder's skin_demo.json (`python -m skin_demo calibrate`).")

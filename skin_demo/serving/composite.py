@@ -46,11 +46,12 @@ def _turn_in_frame(images: np.ndarray, quarter_turns: int) -> np.ndarray:
                   mode="symmetric")
 
 
-def ensemble_probabilities(member_probabilities, temperature: float = 1.0) -> np.ndarray:
+def ensemble_probabilities(member_probabilities, temperature: float | None = None) -> np.ndarray:
     """The mean of the members' calibrated probabilities, then the ensemble's own temperature (fitted on
     validation by `calibrate --entry`: a mean of calibrated networks is under-confident, as their errors
     differ). Used for requests and for the stored predictions alike."""
-    return apply_temperature(np.mean(member_probabilities, axis=0), temperature)
+    mean = np.mean(member_probabilities, axis=0)
+    return mean if temperature is None else apply_temperature(mean, temperature)
 
 
 class _Composite:
@@ -101,14 +102,14 @@ class EnsembleClassifier(_Composite):
     """The mean of its members' calibrated probabilities at the ensemble's temperature
     (`ensemble_probabilities`); each member fits the images to its own input size."""
 
-    def __init__(self, members: list, name: str = "ensemble", temperature: float = 1.0):
+    def __init__(self, members: list, name: str = "ensemble", temperature: float | None = None):
         if not members:
             raise ValueError("An ensemble needs at least one member.")
         self.members = list(members)
         info = ModelInfo(name=name, backbone="ensemble of " + ", ".join(m.name for m in members),
                          members=tuple(m.name for m in members), input_size=members[0].input_size,
                          pretrained="members' own", parameters=sum(m.info.parameters for m in members),
-                         temperature=float(temperature))
+                         temperature=temperature)
         super().__init__(name, members[0], info)
 
     def _networks(self) -> list:

@@ -35,8 +35,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from ..classes import CLASSES, display_name
 from ..metrics import compute_metrics, expected_calibration_error, reliability_bins
-from ..model_folder import (PREDICTIONS_FILE, TTA_PREDICTIONS_FILE, WEIGHTS_FILE, ModelFolderError,
-                            StoredPredictions)
+from ..model_folder import WEIGHTS_FILE, ModelFolderError, fresh_predictions
 from ..paths import REPO_ROOT
 from .composite import ensemble_probabilities, served_as
 from .service import RequestError
@@ -159,18 +158,9 @@ class Leaderboard:
             name=name, display_name=self.store.entries[name].display_name, kind="tta" if tta else "model",
             folders=(folder,), metrics={}, ece=None, metrics_from="", parameters=_parameters(network),
             size_mib=_size_mib(folder))
-        path = folder / (TTA_PREDICTIONS_FILE if tta else PREDICTIONS_FILE)
         rerun = f"run `{STORE_COMMAND.format(folder=folder)}{' --tta' if tta else ''}`"
         try:
-            if not path.is_file():
-                raise ModelFolderError(f"no stored {'TTA ' if tta else ''}predictions in {folder}")
-            stored = StoredPredictions.read(path)
-            if stored.served_as != served_as(tta):
-                raise ModelFolderError(f"{path} holds predictions served as {stored.served_as!r}, not as this "
-                                       f"entry serves ({served_as(tta)!r})")
-            stale = stored.stale_reason(folder, info)
-            if stale:
-                raise ModelFolderError(f"{path} is stale: {stale}")
+            stored = fresh_predictions(folder, info, "test", tta, served_as(tta))
             standing.labels, standing.probabilities = stored.labels, stored.probabilities
             standing.image_ids = stored.image_ids
         except ModelFolderError as exc:  # unreadable, wrong or stale: a row from the card, no curves

@@ -101,7 +101,7 @@ class ExplainResult:
         if not self.rows or len(ids) <= len(self.rows):
             return []
         flags = tied_with_rest([self.weights[i] for i in ids], [self.errors.get(i, np.nan) for i in ids],
-                               len(self.rows))  # `weights` is already in ranking order: flag j is ids[j]
+                               len(self.rows))  # the numbered regions are the top len(rows), as `draw` numbers
         return [int(ids[j]) for j in np.flatnonzero(flags)]
 
     @property

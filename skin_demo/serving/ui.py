@@ -38,11 +38,12 @@ from PIL import Image
 
 from ..classes import CLASSES, DISCLAIMER, FULL_NAMES, display_name
 from ..explain import overlay
+from ..explain.regions import TIE_Z
 from ..images import ImageError, load_image
 from ..model_folder import ModelFolderError
 from ..paths import RESOURCES
 from .leaderboard import COLUMNS, LATENCY_SOURCE_COLUMN, MACRO, MODEL_COLUMN, Leaderboard
-from .service import (DEFAULT_DETAIL, DETAIL_RANGE, ERROR_MEANING, EXPLAIN_METHODS, TIE_Z, TOP_CLASS, Comparison,
+from .service import (DEFAULT_DETAIL, DETAIL_RANGE, ERROR_MEANING, EXPLAIN_METHODS, TOP_CLASS, Comparison,
                       ExplainResult, RequestError, SkinDemo)
 
 EXAMPLES_DIR = RESOURCES / "examples"

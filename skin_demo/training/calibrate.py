@@ -9,6 +9,7 @@ fixes most of it without changing any prediction's class. T is stored in skin_de
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import matplotlib
@@ -17,10 +18,11 @@ from scipy.optimize import minimize_scalar
 
 from ..classes import CLASSES
 from ..metrics import compute_metrics, expected_calibration_error, reliability_bins
-from ..model_folder import TEMPERATURE_RANGE, ModelFolderError, ModelInfo, StoredPredictions, predictions_file
+from ..model_folder import TEMPERATURE_RANGE, ModelFolderError, ModelInfo, StoredPredictions, fresh_predictions
 from ..serving.catalog import load_registry, registry_path
 from ..serving.classifier import Classifier, adjust_logits, apply_temperature, log_probabilities
-from ..serving.composite import served_as
+from ..serving.composite import ensemble_probabilities, served_as
+from ..serving.leaderboard import STORE_COMMAND
 from ..serving.store import entry_folder
 from .card import write_model_card
 from .data import split_arrays
@@ -133,22 +135,14 @@ def calibrate(folder, classifier=None, splits: dict | None = None, prior=None, s
 
 
 def stored_served(entry, split: str = "val") -> StoredPredictions:
-    """What a single registry entry serves on a split, as its folder stores it; a sentence when it cannot."""
+    """What a single registry entry serves on a split, as its folder stores it (`fresh_predictions`); a
+    sentence with the command that stores them when they are missing or out of date."""
     folder = entry_folder(entry)
-    path = folder / predictions_file(split, tta=entry.tta)
     try:
-        stored = StoredPredictions.read(path)
+        return fresh_predictions(folder, ModelInfo.read(folder), split, entry.tta, served_as(entry.tta))
     except ModelFolderError as exc:
-        raise ModelFolderError(f"{exc} Store them with `python -m skin_demo store-predictions --model {entry.source} "
-                               f"--split {split}{' --tta' if entry.tta else ''}`.") from exc
-    stale = stored.stale_reason(folder, ModelInfo.read(folder))
-    if stale is None and stored.served_as != served_as(entry.tta):
-        stale = f"they were served as {stored.served_as!r}"
-    if stale:
-        raise ModelFolderError(f"The {split} predictions stored in {folder} are out of date ({stale}); store them "
-                               f"again with `python -m skin_demo store-predictions --model {entry.source} "
-                               f"--split {split}`.")
-    return stored
+        raise ModelFolderError(f"{str(exc).rstrip('.')}: run `{STORE_COMMAND.format(folder=folder)} --split {split}"
+                               f"{' --tta' if entry.tta else ''}` first.") from exc
 
 
 def calibrate_ensemble(name: str, registry=None) -> dict:
@@ -168,16 +162,18 @@ def calibrate_ensemble(name: str, registry=None) -> dict:
                                f"{', '.join(ensembles) or 'none'}).")
     stored = [stored_served(entries[member]) for member in entry.members]
     labels = stored[0].labels
-    if not all(np.array_equal(s.image_ids, stored[0].image_ids) for s in stored):
+    if not all(np.array_equal(s.image_ids, stored[0].image_ids) and np.array_equal(s.labels, labels) for s in stored):
         raise ModelFolderError(f"The members of {name} stored predictions of different validation images.")
-    mean = np.mean([s.probabilities for s in stored], axis=0)
+    mean = ensemble_probabilities([s.probabilities for s in stored])
     temperature = round(fit_temperature(labels, mean), 5)
     calibrated = apply_temperature(mean, temperature)
     data = json.loads(path.read_text())
     for item in data["models"]:
         if item.get("name") == name:
             item["temperature"] = temperature
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    os.replace(partial, path)  # a running app never reads half a registry
     return {"temperature": temperature, "n": int(len(labels)),
             "ece_before": expected_calibration_error(labels, mean),
             "ece_after": expected_calibration_error(labels, calibrated),

@@ -174,9 +174,11 @@ def test_an_ensemble_is_scored_from_the_mean_of_its_members_stored_predictions(b
 def test_an_ensemble_gets_its_own_temperature_from_its_members_stored_validation_predictions(setup, fake_data,
                                                                                               tmp_path, capsys):
     tiny = shutil.copytree(setup["tiny"], tmp_path / "tiny")
-    for tta in (False, True):  # the fake data set has test-split ids only: its predictions stand in for validation
+    for tta in (False, True):  # validation predictions of two members that are right but only half sure
         stored = StoredPredictions.read(tiny / predictions_file("test", tta))
-        dataclasses.replace(stored, split="val").write(tiny / predictions_file("val", tta))
+        unsure = np.full(stored.probabilities.shape, 0.5 / 6, "float32")
+        unsure[np.arange(len(stored.labels)), stored.labels] = 0.5
+        dataclasses.replace(stored, split="val", probabilities=unsure).write(tiny / predictions_file("val", tta))
     registry = tmp_path / "models.json"
     registry.write_text(json.dumps({"models": [
         {"name": "tiny", "source": str(tiny)}, {"name": "tiny_tta", "source": str(tiny), "tta": True},
@@ -185,19 +187,19 @@ def test_an_ensemble_gets_its_own_temperature_from_its_members_stored_validation
     assert "temperature" in capsys.readouterr().out
     entries = {entry.name: entry for entry in load_registry(registry)}
     temperature = entries["both"].temperature
-    assert temperature != 1.0 and entries["tiny"].temperature == 1.0, "written into the ensemble's entry only"
+    assert temperature is not None and entries["tiny"].temperature is None, "written into the ensemble's entry only"
     members = [StoredPredictions.read(tiny / predictions_file("val", tta)) for tta in (False, True)]
     mean = np.mean([m.probabilities for m in members], axis=0)
     labels = members[0].labels
-    assert negative_log_likelihood(labels, mean, temperature) <= negative_log_likelihood(labels, mean)
+    assert temperature < 0.5 and negative_log_likelihood(labels, mean, temperature) < 0.5 * negative_log_likelihood(
+        labels, mean), "an under-confident mean is sharpened"
 
     store = ModelStore(registry)
     images = load_images([fake_data / f"{i}.jpg" for i in members[0].image_ids], TINY_SIZE).astype("float32")
     served = store.get("both")(images)
-    expected = apply_temperature(np.mean([store.get("tiny")(images), store.get("tiny_tta")(images)], axis=0),
-                                 temperature)
-    np.testing.assert_allclose(served, expected, atol=1e-6)
-    assert (served.argmax(axis=1) == mean.argmax(axis=1)).all(), "no prediction changes class"
+    plain_mean = np.mean([store.get("tiny")(images), store.get("tiny_tta")(images)], axis=0)
+    np.testing.assert_allclose(served, apply_temperature(plain_mean, temperature), atol=1e-6)
+    assert (served.argmax(axis=1) == plain_mean.argmax(axis=1)).all(), "no prediction changes class"
     standing = lb.Leaderboard(store, latency_runs=1).standings()["both"]
     np.testing.assert_allclose(standing.probabilities, apply_temperature(
         np.mean([StoredPredictions.read(tiny / predictions_file("test", tta)).probabilities for tta in (False, True)],
@@ -241,7 +243,7 @@ def test_requests_after_the_first_build_read_and_score_nothing(board, monkeypatc
 
     for name in ("compute_metrics", "measure_latency", "read_benchmark"):
         monkeypatch.setattr(lb, name, forbidden)
-    monkeypatch.setattr(lb.StoredPredictions, "read", forbidden)
+    monkeypatch.setattr(StoredPredictions, "read", forbidden)
     assert len(board.table()) == 6
     board.roc_figure(["tiny", "both"], "bcc"), board.reliability_figure(["tiny"]), board.notes(["bare"])
 

@@ -221,8 +221,13 @@ def test_jaccard_is_shared_over_all(a, b, expected):
 def test_a_numbered_region_within_two_standard_errors_of_the_first_one_left_out_is_flagged_tied():
     weights = np.array([0.30, -0.20, 0.11, 0.10, 0.02])  # the top 3 by |weight|, then 0.10 is the first left out
     errors = np.full(5, 0.01)
-    assert regions.tied_with_rest(weights, errors, k=3).tolist() == [False, False, True], "0.11 vs 0.10 ± 0.014"
+    assert regions.tied_with_rest(weights, errors, k=3).tolist() == [False, False, True, False, False], (
+        "0.11 vs 0.10 ± 0.014")
     assert not regions.tied_with_rest(weights, errors / 10, k=3).any(), "precise enough to tell them apart"
     assert not regions.tied_with_rest(weights, np.full(5, np.nan), k=3).any(), "unknown errors flag nothing"
     assert not regions.tied_with_rest(weights, errors, k=5).any(), "nothing left out, nothing to swap with"
-    assert regions.tied_with_rest(-weights, errors, k=3).tolist() == [False, False, True], "by |weight|"
+    assert regions.tied_with_rest(-weights, errors, k=3)[2], "by |weight|"
+    shuffled = np.array([0.105, 0.30, 0.02, 0.15, -0.20])  # ranks: 1, 4, 3 numbered; 0 is the first left out
+    uncertain = np.array([0.01, 0.01, 0.01, 0.001, 0.1])  # region 4's large error reaches down to 0.105
+    assert regions.tied_with_rest(shuffled, uncertain, k=3).tolist() == [False, False, False, False, True], (
+        "the flag sits on the region, wherever it is in the array and in the ranking")

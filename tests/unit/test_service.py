@@ -64,6 +64,9 @@ def test_numbered_regions_the_samples_cannot_rank_above_the_next_one_are_named_a
     settled = ExplainResult(result.overlay, "mel", weights, 100, 0.1, "lime", errors=dict.fromkeys(weights, 0.001),
                             rows=result.rows)
     assert settled.tied == [] and settled.tie_note() == ""
+    unsure_second = dict(settled.errors, **{"2": 0.1})  # -0.20 ± 0.1 reaches down to region 1's 0.10
+    second = ExplainResult(result.overlay, "mel", weights, 100, 0.1, "lime", errors=unsure_second, rows=result.rows)
+    assert second.tied == [2] and second.tie_note().startswith("Region 2 is within 2 standard errors of region 1")
 
 
 def test_the_class_asked_for_is_explained_by_code_or_display_name(demo, lesion_jpg):
@@ -174,7 +177,7 @@ def test_explain_endpoint_gives_overlay_weights_summary_chart_and_errors(app_fun
     assert len(bars) == len(weights) and [b.get_height() for b in bars] == pytest.approx(list(weights.values()))
     assert [t.get_text() for t in chart.axes[0].get_xticklabels()] == list(weights)
     flagged = tied_with_rest(list(weights.values()), list(errors.values()), 4)
-    assert [bool(b.get_hatch()) for b in bars[:4]] == flagged.tolist() and not any(b.get_hatch() for b in bars[4:])
+    assert [bool(b.get_hatch()) for b in bars] == flagged.tolist(), "hatched: the numbered regions tied with the rest"
     assert ("could rank above" in summary) == flagged.any(), "the tied ones are named beside the picture"
     gradcam = app_functions["explain"](str(lesion_jpg), "tiny", 4, 100, "gradcam", "nv")
     assert gradcam[0].shape == (150, 200, 3) and gradcam[1] == {} and gradcam[3] is None
