@@ -200,6 +200,8 @@ class Leaderboard:
                                                         self.store.entries[name].temperature).astype("float32")
         standing.metrics = compute_metrics(standing.labels, standing.probabilities)
         standing.ece, standing.metrics_from = standing.metrics["ece"], "mean of its members' stored predictions"
+        if self.store.entries[name].temperature is not None:
+            standing.metrics_from += ", at the ensemble's temperature"
         sizes = {self.store.available[m.name].input_size for m in members}
         if len(sizes) > 1:
             standing.metrics_from += " (members of different input sizes: approximate)"
