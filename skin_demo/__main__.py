@@ -266,6 +266,10 @@ def _benchmark_explain(args) -> None:
               f"{report['lime_seconds']:.2f}s = {report['speedup']:.1f}x; agreement {report['agreement']:.2f}, "
               f"stability {report['stability']:.2f}; deletion AUC lime {auc['lime']['deletion']:.3f} "
               f"gradcam {auc['gradcam']['deletion']:.3f} random {auc['random']['deletion']:.3f}")
+        kept = {flag: report[f"kept_when_{flag}"] for flag in ("clear", "tied")}
+        print("top-5 regions kept by the other seeds: "
+              + "; ".join(f"{flag} {'-' if share is None else f'{share:.1%}'} of {report[f'top_regions_{flag}']}"
+                          for flag, share in kept.items()))
 
 
 def _calibrate(args) -> None:

@@ -78,6 +78,7 @@ def benchmark(model_dir=None, n_images: int = 5, compare_dirs=(), compare_models
         result = lime.explain(classifier, image, seed=seed, detail=detail)
         reference = faithfulness.lime_reference(classifier, image, result.segments, result.label, seed=seed,
                                            batch_size=128)
+        views = faithfulness.seed_views(classifier, image, detail=detail)
         rows.append({
             "image": str(paths[index]),
             "lime_seconds": lime_seconds,
@@ -86,7 +87,8 @@ def benchmark(model_dir=None, n_images: int = 5, compare_dirs=(), compare_models
             "samples": result.samples,
             "regions": result.regions,
             "agreement": faithfulness.agreement(result, reference),
-            "stability": faithfulness.stability(classifier, image, detail=detail),
+            "stability": faithfulness.views_stability(views),
+            "tie_flags_kept": faithfulness.tie_flags_kept(views),
             "auc": _faithfulness(classifier, image, result, seed + int(index)),
         })
     averaged = ("lime_seconds", "seconds_keras_runtime", "seconds", "samples", "regions", "agreement", "stability")
@@ -102,6 +104,10 @@ def benchmark(model_dir=None, n_images: int = 5, compare_dirs=(), compare_models
         "per_image": rows,
     }
     report["speedup"] = report["lime_seconds"] / report["seconds"]
+    for flag in ("clear", "tied"):  # over every region and seed pair of every image, not per image
+        shares = [share for r in rows for share in r["tie_flags_kept"][flag]]
+        report[f"kept_when_{flag}"] = _mean(shares) if shares else None
+        report[f"top_regions_{flag}"] = len(shares)
     models = compare_models
     if not models and compare_dirs:
         others = [Classifier.from_folder(folder) for folder in compare_dirs]

@@ -11,6 +11,7 @@ import numpy as np
 from lime.lime_image import LimeImageExplainer
 
 from .lime import KERNEL_WIDTH, TOP_K, Explanation, explain, hidden_fill, predict_all, top_superpixels
+from .regions import tied_with_rest
 
 
 def ranking_from_heatmap(segments, heatmap) -> np.ndarray:
@@ -70,10 +71,33 @@ def top_overlap(a: Explanation, b: Explanation, k: int = TOP_K, label: int | Non
     return float(np.logical_and(pixels_a, pixels_b).sum() / union) if union else 1.0
 
 
-def stability(predict_fn, image, seeds=range(5), top_k: int = TOP_K, **options) -> float:
+def seed_views(predict_fn, image, seeds=range(5), **options) -> list[Explanation]:
+    """The same image explained once per seed."""
+    return [explain(predict_fn, image, seed=seed, **options) for seed in seeds]
+
+
+def views_stability(views: list[Explanation], top_k: int = TOP_K) -> float:
     """Mean pairwise `top_overlap` of the top-k regions over explanations with different seeds."""
-    views = [explain(predict_fn, image, seed=seed, **options) for seed in seeds]
     return float(np.mean([top_overlap(a, b, top_k) for a, b in itertools.combinations(views, 2)]))
+
+
+def stability(predict_fn, image, seeds=range(5), top_k: int = TOP_K, **options) -> float:
+    """`views_stability` of fresh `seed_views`."""
+    return views_stability(seed_views(predict_fn, image, seeds, **options), top_k)
+
+
+def tie_flags_kept(views: list[Explanation], top_k: int = TOP_K) -> dict[str, list[float]]:
+    """Whether the tie flag (`regions.tied_with_rest`) tells which top regions other seeds keep: for every
+    top-k region of every view, the share of the other views whose top k hold it too, listed under
+    "clear" or "tied" by that view's flag."""
+    kept: dict[str, list[float]] = {"clear": [], "tied": []}
+    tops = [set(view.top(top_k)) for view in views]
+    for i, view in enumerate(views):
+        flags = tied_with_rest(view.weights[view.label], view.weight_errors[view.label], top_k)
+        for region in view.top(top_k):
+            share = float(np.mean([region in top for j, top in enumerate(tops) if j != i]))
+            kept["tied" if flags[region] else "clear"].append(share)
+    return kept
 
 
 def pairwise_agreement(explanations: dict[str, Explanation], k: int = TOP_K,

@@ -199,3 +199,16 @@ def test_stability_compares_pixels_when_two_seeds_refine_different_regions(pictu
     assert faithfulness.top_overlap(a, a) == 1.0
     assert faithfulness.top_overlap(a, b) < 1.0
     assert faithfulness.stability(RED_FIRST, picture, seeds=range(3), label=0) > 0.85
+
+
+def test_the_regions_flagged_tied_are_the_ones_other_seeds_drop(picture):
+    base = lime.explain(RED_FIRST, picture, label=0, max_samples=100)
+
+    def view(fifth: int, sixth: int):  # regions 0-3 far ahead; the 5th and 6th 0.01 apart, errors 0.01
+        weights = np.zeros_like(base.weights)
+        weights[0, [0, 1, 2, 3, fifth, sixth]] = [0.5, 0.4, 0.3, 0.2, 0.11, 0.10]
+        return dataclasses.replace(base, weights=weights, weight_errors=np.full_like(weights, 0.01))
+
+    kept = faithfulness.tie_flags_kept([view(4, 5), view(5, 4), view(4, 5)])
+    assert kept["clear"] == [1.0] * 12, "regions 0-3 of every view: in every other view's top 5"
+    assert kept["tied"] == [0.5, 0.0, 0.5], "the fifth: region 4 in two views, region 5 in one"
