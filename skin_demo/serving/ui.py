@@ -400,6 +400,11 @@ def _compare_summary(result: Comparison, name_of) -> str:
                      f"samples, the same for every model, {one.seconds:.2f} s in all.")
         lines.append(f"Agreement: the share of the top {result.agreement_k} regions two models have in common, "
                      "counted only where both give them the same sign.")
+        tied = {name: r.tied for name, r in result.results.items() if r.tied}
+        if tied:
+            lines.append(f"Numbered regions within {TIE_Z:g} standard errors of the first region left out (other "
+                         "samples could rank that one above them): " + "; ".join(
+                             f"{name_of(name)} {', '.join(map(str, regions))}" for name, regions in tied.items()) + ".")
     else:
         lines.append(f"Grad-CAM, one gradient pass per model, {sum(r.seconds for r in result.results.values()):.2f} s "
                      "in all; agreement is measured for LIME only.")

@@ -69,6 +69,20 @@ def test_numbered_regions_the_samples_cannot_rank_above_the_next_one_are_named_a
     assert second.tied == [2] and second.tie_note().startswith("Region 2 is within 2 standard errors of region 1")
 
 
+def test_the_compare_summary_names_each_model_s_tied_regions():
+    from skin_demo.serving.ui import _compare_summary
+
+    weights = {"4": 0.30, "2": -0.20, "7": 0.11, "1": 0.10, "3": 0.02}
+    rows = [(4, 0.30, 0.01), (2, -0.20, 0.01), (7, 0.11, 0.01)]
+    unsure = ExplainResult(np.zeros((2, 2, 3), np.uint8), "mel", weights, 100, 0.1, "lime",
+                           errors=dict.fromkeys(weights, 0.01), rows=rows)
+    sure = ExplainResult(unsure.overlay, "mel", weights, 100, 0.1, "lime", errors=dict.fromkeys(weights, 0.001),
+                         rows=rows)
+    comparison = Comparison({}, {"a": unsure, "b": sure}, "mel", True, {}, 3)
+    summary = _compare_summary(comparison, str.upper)
+    assert "first region left out (other samples could rank that one above them): A 7." in summary, "b has none"
+
+
 def test_the_class_asked_for_is_explained_by_code_or_display_name(demo, lesion_jpg):
     top = next(iter(demo.probabilities(lesion_jpg, "tiny")))
     other = next(code for code in CLASSES if code != top)
