@@ -78,6 +78,7 @@ def _train(args) -> None:
             optimizer=args.optimizer, head_lr=args.head_lr, lr=args.lr, warmup_epochs=args.warmup_epochs,
             unfreeze=args.unfreeze, label_smoothing=args.label_smoothing, dropout=args.dropout,
             patience=args.patience, ema=args.ema, average_from=args.average_from, augmentation=augmentation,
+            mixup=args.mixup, cutmix=args.cutmix, mix_probability=args.mix_probability,
             extra_data=args.extra_data, extra_per_class=args.extra_per_class,
             logit_adjustment=args.logit_adjustment, score_test=args.score_test,
             from_scratch=args.from_scratch, init_from=args.init_from, strategy=args.strategy, seed=args.seed,
@@ -387,6 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", nargs="+", metavar="NAME=VALUE", help="augmentation settings over the default, "
                    "e.g. vignette=0.3 cutout=0.5 crop_scale=0.35,1")
     p.add_argument("--no-augment", action="store_true", help="start from no augmentation at all")
+    p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mix batches with mixup, "
+                   "weight ~ Beta(ALPHA, ALPHA); 0 = off")
+    p.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA", help="mix batches with CutMix "
+                   "(with --mixup too: one or the other at even odds); 0 = off")
+    p.add_argument("--mix-probability", type=float, default=0.5, help="share of batches mixed (default 0.5)")
     p.add_argument("--extra-data", metavar="bcn|FOLDER", help="add BCN_20000 images (training only)")
     p.add_argument("--extra-per-class", type=int, help="at most this many extra images per class")
     p.add_argument("--logit-adjustment", action="store_true", help="choose tau in log p + tau log prior on "

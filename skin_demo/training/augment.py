@@ -39,7 +39,7 @@ VIGNETTE_RADIUS = (0.55, 0.9)
 CUTOUT_AREA = (0.05, 0.25)
 
 # Fixed sub-stream per random element (stateless_fold_in data): do not renumber.
-_VIGNETTE, _BLUR, _GRAY, _GEOMETRY, _COLOUR, _CUTOUT = 1, 2, 3, 4, 5, 6
+_VIGNETTE, _BLUR, _GRAY, _GEOMETRY, _COLOUR, _CUTOUT, _MIX = 1, 2, 3, 4, 5, 6, 7
 
 _RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.595716, -0.274453, -0.321263), (0.211456, -0.522591, 0.311135))
 _RANGES = ("crop_scale", "crop_aspect", "blur_factor")
@@ -316,3 +316,43 @@ def _cutout(x, apply, u, h, w, height, width):
     box = tf.logical_and(in_y[:, :, None], in_x[:, None, :])[..., None]
     mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
     return tf.where(tf.logical_and(apply, box), mean, x)
+
+
+# ----------------------------------------------------------------------------- mixing images and labels
+
+def mix_batch(images, labels, seed, mixup: float = 0.0, cutmix: float = 0.0, probability: float = 0.5):
+    """Mixup or CutMix of an augmented batch with the same batch reversed; labels mix in the same proportion.
+
+    Why: a soft boundary between classes that share structures (nevus / melanoma / keratosis) instead of
+    one-hot certainty, and (CutMix) evidence spread over the lesion rather than one patch. `mixup` and
+    `cutmix` are the alphas of Beta(alpha, alpha) for the mixing weight (0 = that kind off); with both on,
+    a mixed batch is one kind or the other at even odds. A batch is mixed with `probability`, else passes
+    unchanged. One weight per batch (as timm's default). CutMix's label weight is the box's true share of
+    the image after clipping at the edges. Deterministic for `seed` (sub-stream 7, apart from `augment`'s).
+    """
+    x = tf.convert_to_tensor(images, tf.float32)
+    y = tf.cast(labels, tf.float32)
+    if not (mixup > 0 or cutmix > 0) or probability <= 0:
+        return x, y
+    seed = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), _MIX)
+    u = tf.random.stateless_uniform([4], seed)  # mix at all, which kind, box centre x, y
+    use_cutmix = tf.constant(cutmix > 0) if not (mixup > 0 and cutmix > 0) else u[1] < 0.5
+    alpha = tf.where(use_cutmix, float(cutmix or 1.0), float(mixup or 1.0))
+    gammas = tf.random.stateless_gamma([2], tf.random.experimental.stateless_fold_in(seed, 1), alpha=alpha)
+    weight = gammas[0] / (gammas[0] + gammas[1])  # Beta(alpha, alpha): the share of the image itself
+    other_x, other_y = tf.reverse(x, [0]), tf.reverse(y, [0])
+    shape = tf.shape(x)
+    h, w = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    side = tf.sqrt(1.0 - weight)  # a box with the other image's share of the area, same aspect as the frame
+    cx, cy = u[2] * w, u[3] * h
+    x0, x1 = tf.clip_by_value(cx - side * w / 2, 0.0, w), tf.clip_by_value(cx + side * w / 2, 0.0, w)
+    y0, y1 = tf.clip_by_value(cy - side * h / 2, 0.0, h), tf.clip_by_value(cy + side * h / 2, 0.0, h)
+    xs, ys = tf.range(w) + 0.5, tf.range(h) + 0.5
+    box = tf.logical_and((ys[:, None] > y0) & (ys[:, None] < y1), (xs[None, :] > x0) & (xs[None, :] < x1))
+    box_share = tf.reduce_mean(tf.cast(box, tf.float32))
+    mixed_x = tf.where(use_cutmix, tf.where(box[None, :, :, None], other_x, x),
+                       weight * x + (1.0 - weight) * other_x)
+    share = tf.where(use_cutmix, 1.0 - box_share, weight)
+    mixed_y = share * y + (1.0 - share) * other_y
+    mix = u[0] < probability
+    return tf.where(mix, mixed_x, x), tf.where(mix, mixed_y, y)

@@ -53,6 +53,10 @@ def _recipe_lines(info: ModelInfo) -> list[str]:
         lines.append(f"- augmentation: {Augmentation.from_dict(training['augmentation']).describe()}")
         lines.append("- each element of the recipe, measured on the validation split: `docs/ablation.md` in the "
                      "skin_demo repository")
+    kinds = [f"{kind} (alpha {training[kind]:g})" for kind in ("mixup", "cutmix") if training.get(kind)]
+    if kinds:
+        lines.append(f"- batch mixing: {' or '.join(kinds)} on {training['mix_probability']:.0%} of batches, labels "
+                     "mixed in the same proportion")
     if training.get("ema"):
         lines.append(f"- weights: exponential moving average during fine-tuning, momentum {training['ema']}, scored every epoch")
     if training.get("average_from"):

@@ -140,11 +140,16 @@ def epoch_indices(labels, balance: str, batch_size: int, seed: int, epoch: int, 
     raise ValueError(f"balance must be one of {', '.join(BALANCES)}, not {balance!r}")
 
 
-def epoch_dataset(images, labels, indices, batch_size: int, augment_fn, seed: int, epoch: int):
+def _drop_seed(images, labels, seed):
+    return images, labels
+
+
+def epoch_dataset(images, labels, indices, batch_size: int, augment_fn, seed: int, epoch: int, mix_fn=None):
     """Augmented batches (float32 RGB 0-255, one-hot labels) of `images[indices]`, in order.
 
     Batches are gathered in numpy (the decoded set stays one uint8 array, never a graph constant) and
-    augmented in tf.data with the stateless seed (seed, epoch, batch), so the run is reproducible."""
+    augmented in tf.data with the stateless seed (seed, epoch, batch), so the run is reproducible.
+    `mix_fn(images, one_hot, seed)`, if given, then mixes images and labels (`augment.mix_batch`)."""
     images, labels, indices = np.asarray(images), np.asarray(labels, dtype="int32"), np.asarray(indices)
     steps = len(indices) // batch_size
     height, width = images.shape[1:3]
@@ -157,6 +162,7 @@ def epoch_dataset(images, labels, indices, batch_size: int, augment_fn, seed: in
     signature = (tf.TensorSpec((batch_size, height, width, 3), tf.uint8),
                  tf.TensorSpec((batch_size,), tf.int32), tf.TensorSpec((2,), tf.int64))
     ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
-    ds = ds.map(lambda x, y, s: (augment_fn(tf.cast(x, tf.float32), s), tf.one_hot(y, len(CLASSES))),
+    ds = ds.map(lambda x, y, s: (augment_fn(tf.cast(x, tf.float32), s), tf.one_hot(y, len(CLASSES)), s),
                 num_parallel_calls=2, deterministic=True)
+    ds = ds.map(mix_fn or _drop_seed, num_parallel_calls=2, deterministic=True)
     return ds.prefetch(2)

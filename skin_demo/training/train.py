@@ -30,7 +30,7 @@ from ..model_folder import WEIGHTS_FILE, ModelInfo
 from ..serving.classifier import Classifier
 from ..serving.engines import traced_forward
 from . import data
-from .augment import Augmentation, augment
+from .augment import Augmentation, augment, mix_batch
 from .backbones import get_backbone
 from .calibrate import calibrate, class_prior
 from .evaluate import save_plots, save_split_predictions
@@ -66,6 +66,9 @@ class TrainConfig:
     ema: float = 0.0  # momentum of the weights' moving average, scored and kept instead of the raw weights; 0 = off
     average_from: int = 0  # fine-tuning epoch from which the epochs' weights are averaged (SWA), scored, kept; 0 = off
     augmentation: dict = field(default_factory=lambda: Augmentation().to_dict())
+    mixup: float = 0.0  # alpha of mixup's Beta(alpha, alpha); 0 = off (augment.mix_batch)
+    cutmix: float = 0.0  # alpha of CutMix's Beta(alpha, alpha); 0 = off
+    mix_probability: float = 0.5  # share of batches mixed when mixup or cutmix is on
     extra_data: str | None = None  # "bcn" (BCN_20000 from ../shared) or its folder: training images only
     extra_per_class: int | dict | None = None  # cap on extra images per class (None: all)
     logit_adjustment: bool = False  # choose tau of log p + tau log prior on validation
@@ -95,6 +98,8 @@ class TrainConfig:
             raise ValueError(f"ema is a momentum in [0, 1), not {self.ema}.")
         if self.average_from < 0 or (self.average_from and self.ema):
             raise ValueError("average_from is a fine-tuning epoch (0 = off) and does not combine with ema.")
+        if min(self.mixup, self.cutmix) < 0 or not 0 <= self.mix_probability <= 1:
+            raise ValueError("mixup and cutmix are Beta alphas (0 = off) and mix_probability is in [0, 1].")
         Augmentation.from_dict(self.augmentation)
 
     @classmethod
@@ -328,6 +333,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     if "extra" in split:
         x_train, y_train = np.concatenate([x_ham, split["extra"][0]]), np.concatenate([y_ham, split["extra"][1]])
     options = Augmentation.from_dict(config.augmentation)
+    mixing = config.mixup > 0 or config.cutmix > 0
+    mix_fn = (lambda x, y, s: mix_batch(x, y, s, config.mixup, config.cutmix, config.mix_probability)) if mixing else None
     class_weight = data.class_weights(y_train) if config.balance == "weights" else None
     steps = len(data.epoch_indices(y_train, config.balance, config.batch_size, config.seed, 0,
                                    epoch_size=len(y_ham))) // config.batch_size
@@ -371,7 +378,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             indices = data.epoch_indices(y_train, config.balance, config.batch_size, config.seed, number,
                                          epoch_size=len(y_ham))
             dataset = data.epoch_dataset(x_train, y_train, indices, config.batch_size,
-                                         lambda x, s: augment(x, s, options), config.seed, number)
+                                         lambda x, s: augment(x, s, options), config.seed, number, mix_fn)
             t0 = time.time()
             fitted = model.fit(dataset, epochs=1, steps_per_epoch=len(indices) // config.batch_size, shuffle=False,
                                class_weight=class_weight, verbose=verbose)

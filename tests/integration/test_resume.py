@@ -23,11 +23,11 @@ EMA = ("--ema", "0.9")
 
 
 def train_command(out: Path, run_dir: Path, *extra: str, averaging=EMA) -> list[str]:
-    """A tiny recipe with every resumable piece: head + fine-tune phases, balanced batches, a weight average
-    (EMA or SWA), a schedule."""
+    """A tiny recipe with every resumable piece: head + fine-tune phases, balanced batches, batch mixing, a
+    weight average (EMA or SWA), a schedule."""
     return [sys.executable, "-m", "skin_demo", "train", "--backbone", "mobilenet_v2_035", "--out", str(out),
             "--img-size", "64", "96", "--head-epochs", "1", "--epochs", "2", "--batch-size", "8", "--limit", "5",
-            "--balance", "oversample", *averaging, "--patience", "0", "--lr", "3e-4",
+            "--balance", "oversample", "--mixup", "0.4", "--cutmix", "1.0", *averaging, "--patience", "0", "--lr", "3e-4",
             "--run-dir", str(run_dir), *extra]
 
 
@@ -64,6 +64,7 @@ def test_a_killed_run_resumes_to_the_same_validation_history(tmp_path, averaging
         np.testing.assert_allclose([e[key] for e in resumed], [e[key] for e in whole], atol=TOLERANCE, err_msg=key)
     a, b = ModelInfo.read(tmp_path / "whole"), ModelInfo.read(tmp_path / "resumed")
     assert a.selection == b.selection and a.selection["rule"]
+    assert "batch mixing: mixup (alpha 0.4) or cutmix (alpha 1)" in (tmp_path / "resumed" / "README.md").read_text()
     assert a.metrics["test"]["balanced_accuracy"] == pytest.approx(b.metrics["test"]["balanced_accuracy"], abs=0.02)
     log = (tmp_path / "run_resumed" / "train.log").read_text()
     assert "resuming run" in log and "epoch 3 (fine-tune 2/2)" in log

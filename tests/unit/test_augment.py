@@ -1,5 +1,5 @@
 """Training augmentation (skin_demo.training.augment): determinism, each element's effect, Shades of Gray, the
-recipe's dict form. Synthetic images only."""
+recipe's dict form, batch mixing (mixup / CutMix). Synthetic images only."""
 
 import dataclasses
 import json
@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from unit_helpers import synthetic_lesion
 
-from skin_demo.training.augment import NONE, Augmentation, augment, shades_of_gray, shades_of_gray_np
+from skin_demo.training.augment import NONE, Augmentation, augment, mix_batch, shades_of_gray, shades_of_gray_np
 
 H, W = 150, 200
 SEED = tf.constant([2026 * 100_003 + 3, 7], tf.int64)
@@ -203,3 +203,58 @@ def test_recipe_is_checked():
 
 
 # ----------------------------------------------------------------------------- speed
+
+
+# ----------------------------------------------------------------------------- batch mixing
+
+def flat_batch():
+    """Four flat images (0, 80, 160, 240 grey) with one-hot labels 0-3: every pixel tells whose share it is."""
+    images = np.stack([np.full((H, W, 3), 80.0 * i, np.float32) for i in range(4)])
+    return images, tf.one_hot([0, 1, 2, 3], 7)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mixup_mixes_pixels_and_labels_in_the_same_proportion(seed):
+    images, labels = flat_batch()
+    x, y = mix_batch(images, labels, [seed, 1], mixup=0.4, probability=1.0)
+    share = float(y[0, 0])  # image 0 is mixed with image 3 (the batch reversed)
+    assert 0.0 <= share <= 1.0 and float(y[0, 3]) == pytest.approx(1 - share, abs=1e-6)
+    np.testing.assert_allclose(x[0].numpy(), (1 - share) * 240.0, atol=1e-3)
+    np.testing.assert_allclose(y.numpy().sum(axis=1), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cutmix_pastes_one_box_and_labels_follow_its_area(seed):
+    images, labels = flat_batch()
+    x, y = mix_batch(images, labels, [seed, 2], cutmix=1.0, probability=1.0)
+    first = x[1].numpy()  # image 1 (80) with a box of image 2 (160)
+    assert set(np.unique(first)) <= {80.0, 160.0}, "pixels are copied, not blended"
+    pasted = (first[..., 0] == 160.0)
+    rows, cols = np.flatnonzero(pasted.any(axis=1)), np.flatnonzero(pasted.any(axis=0))
+    if pasted.any():  # one rectangle
+        assert pasted[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+    assert float(y[1, 2]) == pytest.approx(pasted.mean(), abs=1e-5)
+    assert float(y[1, 1]) == pytest.approx(1 - pasted.mean(), abs=1e-5)
+
+
+def test_mixing_is_deterministic_and_off_means_the_batch_as_it_was():
+    images, labels = flat_batch()
+    a = mix_batch(images, labels, [3, 4], mixup=0.4, cutmix=1.0)
+    b = mix_batch(tf.constant(images), labels, tf.constant([3, 4], tf.int64), mixup=0.4, cutmix=1.0)
+    for first, again in zip(a, b):
+        np.testing.assert_array_equal(first, again)
+    for settings in ({"mixup": 0.0, "cutmix": 0.0}, {"mixup": 0.4, "cutmix": 1.0, "probability": 0.0}):
+        x, y = mix_batch(images, labels, [3, 4], **settings)
+        np.testing.assert_array_equal(x, images)
+        np.testing.assert_array_equal(y, labels)
+
+
+def test_about_the_asked_share_of_batches_is_mixed_and_both_kinds_occur():
+    images, labels = flat_batch()
+    kinds = []
+    for seed in range(60):
+        x = mix_batch(images, labels, [seed, 9], mixup=0.4, cutmix=1.0, probability=0.5)[0].numpy()[0]
+        values = np.unique(x)
+        kinds.append("none" if np.array_equal(x, images[0]) else "cutmix" if set(values) <= {0.0, 240.0} else "mixup")
+    assert 18 <= kinds.count("none") <= 42
+    assert kinds.count("cutmix") >= 5 and kinds.count("mixup") >= 5

@@ -130,6 +130,8 @@ def test_a_folder_without_a_run_is_refused_in_one_sentence(tmp_path):
     ({"balance": "magic"}, "balance must be one of"),
     ({"ema": 1.5}, "ema is a momentum"),
     ({"augmentation": {"sparkle": 1}}, "unknown augmentation field"),
+    ({"mixup": -1.0}, "mixup and cutmix are Beta alphas"),
+    ({"cutmix": 1.0, "mix_probability": 2.0}, "mix_probability is in"),
 ])
 def test_a_recipe_that_cannot_train_is_refused_before_any_data_is_loaded(settings, words):
     from skin_demo.training.train import TrainConfig
@@ -172,3 +174,20 @@ def test_weight_averaging_keeps_the_mean_of_the_epochs_and_swaps_it_in_only_to_b
         np.testing.assert_allclose(layer.kernel.numpy(), np.mean(kernels, axis=0))
         assert seed.numpy().tolist() == [2, 2]  # integer state is the current one, never averaged
     np.testing.assert_allclose(layer.kernel.numpy(), kernels[-1])  # training goes on from its own weights
+
+
+def test_an_epoch_with_mixing_has_soft_labels_that_still_sum_to_one():
+    from skin_demo.training.augment import mix_batch
+
+    images = np.random.default_rng(0).integers(0, 255, (16, 32, 48, 3), dtype=np.uint8)
+    labels = np.arange(16) % 7
+    indices = data.epoch_indices(labels, "oversample", 4, seed=0, epoch=0)
+    plain = list(data.epoch_dataset(images, labels, indices, 4, lambda x, s: x, seed=0, epoch=0))
+    mixed = list(data.epoch_dataset(images, labels, indices, 4, lambda x, s: x, seed=0, epoch=0,
+                                    mix_fn=lambda x, y, s: mix_batch(x, y, s, mixup=0.4, probability=1.0)))
+    assert len(plain) == len(mixed) == 4
+    assert all(set(np.unique(y.numpy())) <= {0.0, 1.0} for _, y in plain)
+    for (x, y), (x0, _) in zip(mixed, plain):
+        assert x.shape == x0.shape and y.shape == (4, 7)
+        np.testing.assert_allclose(y.numpy().sum(axis=1), 1.0, atol=1e-6)
+    assert any(not set(np.unique(y.numpy())) <= {0.0, 1.0} for _, y in mixed)
