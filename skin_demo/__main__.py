@@ -216,16 +216,21 @@ def _models(args) -> None:
 
 def _rank(store, split: str) -> None:
     """Every available entry scored as served on `split`, best first by the selection rule."""
-    from .metrics import TIE, fmt, rank_by_validation
+    from .metrics import LEVEL, TIE, fmt, rank_by_validation
     from .training.evaluate import evaluate_split
 
     scores = {name: evaluate_split(classifier, split) for name, classifier in store.available.items()}
-    print(f"\n{split} split, as served, best first (highest macro AUC within {TIE} of the best balanced accuracy):")
-    print("| entry | balanced accuracy | macro AUC | accuracy | nv recall | mel recall | ECE |\n|---|---|---|---|---|---|---|")
+    print(f"\n{split} split, as served, best first (highest macro AUC within {TIE} of the best balanced accuracy; "
+          f"{LEVEL:.0%} intervals from bootstrap resamples of the split's lesions):")
+    print("| entry | balanced accuracy | interval | macro AUC | interval | accuracy | nv recall | mel recall | ECE |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for name in rank_by_validation(scores):
         s = scores[name]
-        print(f"| {name} | {s['balanced_accuracy']:.3f} | {fmt(s['macro_auc'], '.3f')} | {s['accuracy']:.3f} | "
-              f"{s['per_class']['nv']['recall']:.2f} | {s['per_class']['mel']['recall']:.2f} | {s['ece']:.3f} |")
+        interval = {key: "{:.3f}-{:.3f}".format(*s["intervals"][key]) if key in s["intervals"] else "–"
+                    for key in ("balanced_accuracy", "macro_auc")}
+        print(f"| {name} | {s['balanced_accuracy']:.3f} | {interval['balanced_accuracy']} | {fmt(s['macro_auc'], '.3f')} "
+              f"| {interval['macro_auc']} | {s['accuracy']:.3f} | {s['per_class']['nv']['recall']:.2f} | "
+              f"{s['per_class']['mel']['recall']:.2f} | {s['ece']:.3f} |")
 
 
 def _benchmark(args) -> None:

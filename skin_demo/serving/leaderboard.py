@@ -25,7 +25,7 @@ import statistics
 import textwrap
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,8 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from ..classes import CLASSES, display_name
-from ..metrics import compute_metrics, expected_calibration_error, reliability_bins
+from ..lesions import lesion_groups
+from ..metrics import LEVEL, RESAMPLES, bootstrap_intervals, compute_metrics, expected_calibration_error, reliability_bins
 from ..model_folder import WEIGHTS_FILE, ModelFolderError, fresh_predictions
 from ..paths import REPO_ROOT
 from .composite import ensemble_probabilities, served_as
@@ -49,10 +50,13 @@ RELIABILITY_BINS = 15  # as metrics.expected_calibration_error
 ROC_GRID = np.linspace(0.0, 1.0, 401)  # false-positive rates the macro-average ROC curve is drawn at
 MODEL_COLUMN, LATENCY_COLUMN, LATENCY_SOURCE_COLUMN = "model", "latency ms (1 image)", "latency from"
 METRIC_COLUMNS = {"balanced_accuracy": "bal. acc.", "macro_auc": "macro AUC", "accuracy": "accuracy"}
+INTERVAL_COLUMNS = {key: f"{METRIC_COLUMNS[key]} {LEVEL:.0%} CI" for key in ("balanced_accuracy", "macro_auc")}
 ECE_COLUMN = "ECE (served)"
 RECALL_COLUMNS = {code: f"recall {code}" for code in CLASSES}
-COLUMNS = [MODEL_COLUMN, *METRIC_COLUMNS.values(), ECE_COLUMN, *RECALL_COLUMNS.values(), "params (M)",
-           "weights MiB", LATENCY_COLUMN, LATENCY_SOURCE_COLUMN]
+COLUMNS = [MODEL_COLUMN, *[c for key, column in METRIC_COLUMNS.items()
+                           for c in (column, INTERVAL_COLUMNS.get(key)) if c],
+           ECE_COLUMN, *RECALL_COLUMNS.values(), "params (M)", "weights MiB", LATENCY_COLUMN, LATENCY_SOURCE_COLUMN]
+TEXT_COLUMNS = (MODEL_COLUMN, *INTERVAL_COLUMNS.values(), LATENCY_SOURCE_COLUMN)
 STORE_COMMAND = "python -m skin_demo store-predictions --model {folder}"
 
 
@@ -76,6 +80,14 @@ class Standing:
     latency_ms: float | None = None
     latency_from: str = ""
     card_auc: float | None = None  # the model card's macro AUC (of the probabilities before temperature scaling)
+    intervals: dict = field(default_factory=dict)  # metric -> (low, high), bootstrap over test lesions
+
+    def score(self) -> None:
+        """Metrics and their intervals from the stored predictions (`metrics.bootstrap_intervals`, lesions
+        resampled whole: `lesions.lesion_groups`)."""
+        self.metrics = compute_metrics(self.labels, self.probabilities)
+        self.ece = self.metrics["ece"]
+        self.intervals = bootstrap_intervals(self.labels, self.probabilities, lesion_groups(self.image_ids))
 
     @property
     def has_predictions(self) -> bool:
@@ -168,8 +180,7 @@ class Leaderboard:
         card = info.test_metrics
         standing.card_auc = None if tta else card.get("macro_auc")
         if standing.has_predictions:
-            standing.metrics = compute_metrics(standing.labels, standing.probabilities)
-            standing.ece = standing.metrics["ece"]
+            standing.score()
             standing.metrics_from = f"stored {'TTA ' if tta else ''}predictions"
         elif card and not tta:
             standing.metrics, standing.metrics_from = card, "model card"
@@ -198,8 +209,8 @@ class Leaderboard:
         standing.labels, standing.image_ids = first.labels, first.image_ids
         standing.probabilities = ensemble_probabilities([m.probabilities for m in members],
                                                         self.store.entries[name].temperature).astype("float32")
-        standing.metrics = compute_metrics(standing.labels, standing.probabilities)
-        standing.ece, standing.metrics_from = standing.metrics["ece"], "mean of its members' stored predictions"
+        standing.score()
+        standing.metrics_from = "mean of its members' stored predictions"
         if self.store.entries[name].temperature is not None:
             standing.metrics_from += ", at the ensemble's temperature"
         sizes = {self.store.available[m.name].input_size for m in members}
@@ -249,7 +260,10 @@ class Leaderboard:
         lines = [f"Internal lesion-disjoint HAM10000 test split{f' ({n} images)' if n else ''}, one split, one "
                  "run per model: numbers to compare these models with each other, not a clinical validation. "
                  "ECE is after the model's temperature scaling, as served; recall per class code (akiec, bcc, "
-                 "mel: malignant).", ""]
+                 f"mel: malignant). {LEVEL:.0%} CI: the central {LEVEL:.0%} of the score over {RESAMPLES} bootstrap "
+                 "resamples of the test lesions (a lesion's images drawn together): how far the number could move "
+                 "on another sample from the same clinics; rows whose intervals overlap widely are not shown apart "
+                 "by this split.", ""]
         sources: dict[str, list[str]] = {}
         for s in standings.values():
             sources.setdefault(s.metrics_from, []).append(s.display_name)
@@ -379,11 +393,16 @@ def _rounded(value, digits: int):
     return float("nan") if value is None else round(float(value), digits)
 
 
+def _interval(bounds) -> str:
+    return "" if bounds is None else f"{bounds[0]:.3f}–{bounds[1]:.3f}"
+
+
 def _row(s: Standing) -> dict:
     per_class = s.metrics.get("per_class") or {}
     return {
         MODEL_COLUMN: s.display_name,
         **{column: _rounded(s.metrics.get(key), 3) for key, column in METRIC_COLUMNS.items()},
+        **{column: _interval(s.intervals.get(key)) for key, column in INTERVAL_COLUMNS.items()},
         ECE_COLUMN: _rounded(s.ece, 3),
         **{column: _rounded((per_class.get(code) or {}).get("recall"), 2) for code, column in RECALL_COLUMNS.items()},
         "params (M)": _rounded(None if s.parameters is None else s.parameters / 1e6, 2),

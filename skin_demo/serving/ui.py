@@ -42,7 +42,7 @@ from ..explain.regions import TIE_Z
 from ..images import ImageError, load_image
 from ..model_folder import ModelFolderError
 from ..paths import RESOURCES
-from .leaderboard import COLUMNS, LATENCY_SOURCE_COLUMN, MACRO, MODEL_COLUMN, Leaderboard
+from .leaderboard import COLUMNS, INTERVAL_COLUMNS, LATENCY_SOURCE_COLUMN, MACRO, MODEL_COLUMN, TEXT_COLUMNS, Leaderboard
 from .service import (DEFAULT_DETAIL, DETAIL_RANGE, ERROR_MEANING, EXPLAIN_METHODS, TOP_CLASS, Comparison,
                       ExplainResult, RequestError, SkinDemo)
 
@@ -412,6 +412,10 @@ def _compare_summary(result: Comparison, name_of) -> str:
     return "\n\n".join(line for line in lines if line)
 
 
+_LEADERBOARD_WIDTHS = {MODEL_COLUMN: "250px", LATENCY_SOURCE_COLUMN: "180px",
+                       **dict.fromkeys(INTERVAL_COLUMNS.values(), "110px")}
+
+
 def _leaderboard_tab(board: Leaderboard, choices) -> None:
     """The Leaderboard tab and its events (call inside the Blocks): every served entry's stored test-split
     numbers as rows, and the ROC curves and reliability diagrams of the ticked ones overlaid. Filled when
@@ -433,9 +437,9 @@ def _leaderboard_tab(board: Leaderboard, choices) -> None:
                     "models with each other, not evidence that any of them is safe to use on a patient.")
         table = gr.Dataframe(headers=COLUMNS, label="Test split, best balanced accuracy first (click a header "
                              "to sort)", interactive=False, wrap=True, pinned_columns=1,
-                             column_widths=["250px"] + ["84px"] * (len(COLUMNS) - 2) + ["180px"],
-                             datatype=["str" if c in (MODEL_COLUMN, LATENCY_SOURCE_COLUMN) else "number"
-                                       for c in COLUMNS], elem_id="leaderboard-table")
+                             column_widths=[_LEADERBOARD_WIDTHS.get(c, "84px") for c in COLUMNS],
+                             datatype=["str" if c in TEXT_COLUMNS else "number" for c in COLUMNS],
+                             elem_id="leaderboard-table")
         with gr.Row():
             models = gr.CheckboxGroup(choices, value=[name for _, name in choices], label="Models in the plots",
                                       elem_id="leaderboard-models", scale=3)

@@ -14,6 +14,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from ..classes import CLASSES
 from ..images import load_fitted
+from ..lesions import LESIONS_FILE
 from ..paths import RESOURCES, SHARED
 
 SPLIT_FILE = RESOURCES / "ham10000_split.csv"
@@ -51,8 +52,11 @@ def make_split(metadata: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int =
     return out.sort_values("image_id").reset_index(drop=True)
 
 
-def write_split(table: pd.DataFrame, path=SPLIT_FILE) -> None:
+def write_split(table: pd.DataFrame, path=SPLIT_FILE, lesions_path=LESIONS_FILE) -> None:
+    """The split file, and the lesion of every evaluated image (`lesions.py`: intervals resample lesions)."""
     table[["image_id", "split"]].to_csv(path, index=False)
+    evaluated = table[table["split"].isin(("val", "test"))].sort_values("image_id")
+    evaluated[["image_id", "lesion_id"]].to_csv(lesions_path, index=False)
 
 
 def load_split(directory=None, path=SPLIT_FILE) -> pd.DataFrame:

@@ -12,7 +12,8 @@ from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
 from ..classes import CLASSES
 from ..images import ImageError, load_fitted
-from ..metrics import compute_metrics
+from ..lesions import lesion_groups
+from ..metrics import bootstrap_intervals, compute_metrics
 from ..model_folder import WEIGHTS_FILE, StoredPredictions, decision_rule, file_sha256, predictions_file
 from ..serving.classifier import Classifier
 from ..serving.composite import TtaClassifier, served_as
@@ -109,12 +110,17 @@ def evaluate_images(classifier, images_dir, metadata_csv) -> tuple[dict, np.ndar
 
 
 def evaluate_split(classifier, split: str = "test", limit: int | None = None) -> dict:
-    """compute_metrics of any classifier (plain, calibrated, TTA, ensemble, exported) on an internal split.
+    """compute_metrics of any classifier (plain, calibrated, TTA, ensemble, exported) on an internal split,
+    with "intervals" (`metrics.bootstrap_intervals`, the split's lesions resampled whole).
 
     Images are fitted to `classifier.input_size` once, as the app does; what is compared is only the
     classifier. `limit` scores a seeded random subset (quick checks)."""
     images, labels = split_arrays(split, classifier.input_size, limit)
-    return compute_metrics(labels, classifier(images.astype("float32")))
+    probabilities = classifier(images.astype("float32"))
+    result = compute_metrics(labels, probabilities)
+    groups = None if limit else lesion_groups([Path(path).stem for path in labelled_split(split)[0]])
+    result["intervals"] = bootstrap_intervals(labels, probabilities, groups)  # lesions drawn whole
+    return result
 
 
 def save_split_predictions(folder, classifier=None, split: str = "test", *, tta: bool = False,

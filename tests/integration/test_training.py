@@ -36,10 +36,13 @@ def test_split_keeps_every_lesion_in_one_split_and_is_stratified(data_dir):
     assert fractions["test"] == pytest.approx(0.15, abs=0.02)
 
 
-def test_committed_split_is_reproducible_from_metadata(data_dir):
-    regenerated = dataset.make_split(dataset.read_metadata()).set_index("image_id")["split"]
-    committed = pd.read_csv(dataset.SPLIT_FILE).set_index("image_id")["split"]
-    assert regenerated.sort_index().equals(committed.sort_index())
+def test_committed_split_and_lesions_are_reproducible_from_metadata(data_dir, tmp_path):
+    dataset.write_split(dataset.make_split(dataset.read_metadata()), tmp_path / "split.csv", tmp_path / "lesions.csv")
+    assert (tmp_path / "split.csv").read_text() == dataset.SPLIT_FILE.read_text()
+    assert (tmp_path / "lesions.csv").read_text() == dataset.LESIONS_FILE.read_text()
+    lesions = pd.read_csv(dataset.LESIONS_FILE)
+    split = pd.read_csv(dataset.SPLIT_FILE).set_index("image_id")["split"]
+    assert set(split[lesions["image_id"]]) == {"val", "test"} and (split != "train").sum() == len(lesions)
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))

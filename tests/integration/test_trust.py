@@ -119,3 +119,20 @@ def test_a_run_trained_without_the_test_split_gets_it_scored_once_on_request(mod
     stored = StoredPredictions.read(model_copy / PREDICTIONS_FILE)
     assert stored.split == "test" and len(stored.labels) == n_test
     assert "test:" in capsys.readouterr().out
+
+
+def test_ranking_entries_on_a_split_gives_each_number_its_interval(registry_file, capsys):
+    """`models --split val`: every loaded entry scored as served, best first, with a bootstrap interval over
+    the split's lesions around its balanced accuracy and macro AUC."""
+    import re
+
+    from skin_demo.__main__ import main
+
+    assert main(["models", "--registry", str(registry_file), "--split", "val"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny_")]
+    assert sorted(row.split(" | ")[0] for row in rows) == ["| tiny_a", "| tiny_b"]
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        for value, interval in ((cells[1], cells[2]), (cells[3], cells[4])):
+            low, high = map(float, re.fullmatch(r"(\d\.\d+)-(\d\.\d+)", interval).groups())
+            assert low <= float(value) <= high and high - low < 0.3

@@ -151,6 +151,10 @@ def test_the_table_has_one_row_per_served_entry_with_the_expected_columns(setup,
     expected = compute_metrics(stored.labels, stored.probabilities)
     assert rows.loc["Tiny", "bal. acc."] == round(expected["balanced_accuracy"], 3)
     assert rows.loc["Tiny", "recall nv"] == round(expected["per_class"]["nv"]["recall"], 2)
+    for metric, column in lb.INTERVAL_COLUMNS.items():  # an interval around every scored row's number
+        low, high = (float(x) for x in rows.loc["Tiny", column].split("–"))
+        assert low <= round(expected[metric], 3) <= high and low < high
+        assert rows.loc[["Bare", "Broken"], column].tolist() == ["", ""], "no predictions, no interval"
     size = (setup["tiny"] / WEIGHTS_FILE).stat().st_size / 2**20
     assert rows.loc["Tiny ensemble", "weights MiB"] == round(size, 1), "one network on disk for both members"
     # latency: the README benchmark's number for the very folder it measured, else measured here

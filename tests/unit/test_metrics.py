@@ -5,7 +5,9 @@ import pytest
 from sklearn import metrics as sk
 
 from skin_demo.classes import CLASSES
-from skin_demo.metrics import TIE, compute_metrics, expected_calibration_error, fmt, rank_by_validation, reliability_bins
+from skin_demo.lesions import LESIONS_FILE, lesion_groups
+from skin_demo.metrics import (TIE, _weighted_auc, bootstrap_intervals, compute_metrics, expected_calibration_error, fmt,
+                               rank_by_validation, reliability_bins)
 
 Y_TRUE = np.array([0, 0, 1, 1, 2, 3, 4, 5, 5, 6, 6, 4, 5, 2])
 
@@ -76,3 +78,62 @@ def test_models_are_ranked_by_balanced_accuracy_with_near_ties_broken_by_macro_a
     }
     assert rank_by_validation(scores) == ["clearly_best", "tied_higher_auc", "tied_lower_auc", "worst"]
     assert rank_by_validation({}) == []
+
+
+# ----------------------------------------------------------------------------- bootstrap intervals
+
+def a_test_split(n=600, seed=0):
+    """A realistic class mix (nv two thirds, df and vasc ~1-2 %) and a model of middling skill."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(len(CLASSES), n, p=[.03, .05, .11, .02, .11, .66, .02])
+    logits = rng.normal(size=(n, len(CLASSES)))
+    logits[np.arange(n), y] += 1.5
+    p = np.exp(logits)
+    return y, p / p.sum(axis=1, keepdims=True)
+
+
+def test_the_resampled_auc_is_scikit_learns_weighted_auc_ties_included():
+    y, p = a_test_split()
+    p[:40, 2] = 0.25  # ties across both groups
+    weights = np.random.default_rng(3).integers(0, 4, (len(y), 3)).astype("float32")
+    for c in range(len(CLASSES)):
+        ours = _weighted_auc(p[:, c], y == c, weights)
+        reference = [sk.roc_auc_score(y == c, p[:, c], sample_weight=w) for w in weights.T]
+        np.testing.assert_allclose(ours, reference, atol=1e-6)
+
+
+def test_intervals_hold_the_split_score_and_narrow_with_more_images():
+    y, p = a_test_split(400)
+    small = bootstrap_intervals(y, p)
+    point = compute_metrics(y, p)
+    for metric in ("balanced_accuracy", "accuracy", "macro_auc"):
+        low, high = small[metric]
+        assert low < point[metric] < high, metric
+    assert small["recall_df"][1] - small["recall_df"][0] > small["recall_nv"][1] - small["recall_nv"][0], \
+        "a class of a few images is known far less precisely"
+    y4, p4 = a_test_split(1600, seed=1)
+    large = bootstrap_intervals(y4, p4)
+    width = lambda iv: iv["balanced_accuracy"][1] - iv["balanced_accuracy"][0]
+    assert width(large) < 0.75 * width(small)
+    assert bootstrap_intervals(y, p) == small, "deterministic for a seed"
+
+
+def test_images_of_one_lesion_are_drawn_together_so_copies_do_not_fake_precision():
+    y, p = a_test_split(300)
+    copies = 4  # every lesion photographed four times, the same answer each time
+    y4, p4 = np.repeat(y, copies), np.repeat(p, copies, axis=0)
+    as_images = bootstrap_intervals(y4, p4)
+    as_lesions = bootstrap_intervals(y4, p4, groups=np.repeat(np.arange(len(y)), copies))
+    width = lambda iv: iv["balanced_accuracy"][1] - iv["balanced_accuracy"][0]
+    assert width(as_lesions) > 1.6 * width(as_images)
+    assert width(as_lesions) == pytest.approx(width(bootstrap_intervals(y, p)), rel=0.25)
+
+
+def test_lesion_groups_join_images_of_a_lesion_and_keep_unknown_images_apart():
+    import pandas as pd
+
+    table = pd.read_csv(LESIONS_FILE)
+    shared = table[table.duplicated("lesion_id", keep=False)].sort_values("lesion_id").head(2)["image_id"].tolist()
+    lone = table[~table.duplicated("lesion_id", keep=False)]["image_id"].iloc[0]
+    groups = lesion_groups(shared + [lone, "ISIC_unknown_1", "ISIC_unknown_2"])
+    assert groups[0] == groups[1] and len(set(groups[1:])) == 4
