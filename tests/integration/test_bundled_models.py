@@ -68,3 +68,19 @@ def test_the_default_entry_is_the_best_served_entry_on_validation():
     _, labels = dataset.labelled_split("val")
     scores = {name: compute_metrics(labels, _stored_validation(entry, entries)) for name, entry in entries.items()}
     assert rank_by_validation(scores)[0] == ENTRIES[0]
+
+
+@pytest.mark.parametrize("name", [entry.name for entry in load_registry(DEFAULT_REGISTRY) if entry.members])
+def test_an_ensembles_temperature_is_the_one_its_current_members_give_on_validation(name):
+    """A member retrained or swapped leaves the registry's temperature stale; `calibrate --entry` refits it."""
+    from skin_demo.serving.composite import ensemble_probabilities
+    from skin_demo.training.calibrate import fit_temperature
+
+    entries = {entry.name: entry for entry in load_registry(DEFAULT_REGISTRY)}
+    entry = entries[name]
+    if entry.temperature is None:
+        pytest.skip(f"{name} serves the plain mean of its members (no temperature fitted)")
+    _, labels = dataset.labelled_split("val")
+    mean = ensemble_probabilities([_stored_validation(entries[member], entries) for member in entry.members])
+    assert fit_temperature(labels, mean) == pytest.approx(entry.temperature, abs=1e-3), \
+        f"refit it: python -m skin_demo calibrate --entry {name}"
