@@ -75,13 +75,15 @@ def export(folder, fmt: str, quantization: str | None = None, out=None) -> Path:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}, not {quantization!r}")
     if quantization and fmt != "tflite":
         raise ValueError("Quantisation is for --format tflite only.")
-    classifier = Classifier.from_folder(folder)
     path = default_path(folder, fmt, quantization)
     if out is not None:
         out = Path(out)
         path = out / path.name if out.is_dir() else out
         if not path.parent.is_dir():
             raise ValueError(f"Cannot write {path}: the folder {path.parent} does not exist.")
+        if path.suffix != f".{fmt}":  # the runtime that reads it back is chosen by the suffix
+            raise ValueError(f"Cannot write {path}: a {fmt} file must end in .{fmt}.")
+    classifier = Classifier.from_folder(folder)
     path.write_bytes(to_tflite(classifier, quantization) if fmt == "tflite" else to_onnx(classifier))
     return path
 

@@ -11,7 +11,8 @@ def paths(tmp_path):
     (tmp_path / "a_file.txt").write_text("not what was asked for")
     (tmp_path / "a_folder").mkdir()
     return {"missing": str(tmp_path / "missing"), "file": str(tmp_path / "a_file.txt"),
-            "folder": str(tmp_path / "a_folder"), "in_missing": str(tmp_path / "missing" / "out.onnx")}
+            "folder": str(tmp_path / "a_folder"), "in_missing": str(tmp_path / "missing" / "out.onnx"),
+            "no_suffix": str(tmp_path / "exported")}
 
 
 WRONG = {  # command line (with placeholders) -> words the sentence must contain
@@ -45,6 +46,8 @@ WRONG = {  # command line (with placeholders) -> words the sentence must contain
     "export, missing model": ("export --model {missing} --format onnx", "does not exist"),
     "export, output in a missing folder": ("export --model {folder} --format onnx --out {in_missing}",
                                            "does not exist"),
+    "export, a file name without the format's suffix": ("export --model {folder} --format tflite --out {no_suffix}",
+                                                        "a tflite file must end in .tflite"),
     "models, missing registry": ("models --registry {missing}", "does not exist"),
     "models, folder as registry": ("models --registry {folder}", "not a file"),
 }
