@@ -196,6 +196,14 @@ class SkinDemo:
         """(label shown, name) for dropdowns; only models that loaded."""
         return [(self.store.entries[name].display_name, name) for name in self.store.available]
 
+    def default_comparison(self) -> list[str]:
+        """What Compare opens with: the default entry and the first single network after it (not TTA, not an
+        ensemble), else the next entry. A network in the default ensemble shares its forward passes with it,
+        so the first comparison costs about what the default explanation does."""
+        names = list(self.store.available)
+        single = [n for n in names[1:] if not (self.store.entries[n].members or self.store.entries[n].tta)]
+        return names[:1] + (single[:1] or names[1:2])
+
     def unavailable_report(self) -> str:
         lines = [f"- **{self.store.entries[n].display_name}** (`{n}`): {why}" for n, why in self.store.unavailable.items()]
         return ("Unavailable models:\n" + "\n".join(lines)) if lines else ""

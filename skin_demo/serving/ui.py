@@ -333,7 +333,7 @@ def build_app(demo: SkinDemo | None = None):
                     compare_image = gr.Image(label="Dermatoscopic image", type="filepath", image_mode=None,
                                              sources=["upload", "clipboard"], elem_id="compare-image")
                 with gr.Column(scale=1, min_width=260):
-                    compare_models = gr.CheckboxGroup(choices, value=[c[1] for c in choices[:2]],
+                    compare_models = gr.CheckboxGroup(choices, value=demo.default_comparison(),
                                                       label="Models", elem_id="compare-models")
                 with gr.Column(scale=1, min_width=260):
                     compare_method = gr.Radio(list(EXPLAIN_METHODS), value="lime", label="Method",

@@ -25,6 +25,17 @@ def test_the_app_offers_the_loaded_models_and_reports_the_missing_one(demo):
     assert report.startswith("Unavailable models:") and "**Gone** (`gone`)" in report and "does not exist" in report
 
 
+def test_compare_opens_with_the_default_entry_and_the_first_single_network(registry_file, tmp_path):
+    from skin_demo.serving.store import ModelStore
+
+    models = {m["name"]: m for m in json.loads(registry_file.read_text())["models"]}
+    for order, expected in ((["both", "tiny_tta", "tiny"], ["both", "tiny"]),  # TTA is 8 networks' passes
+                            (["tiny", "tiny_tta", "both"], ["tiny", "tiny_tta"])):  # no other single network
+        path = tmp_path / f"{order[0]}.json"
+        path.write_text(json.dumps({"models": [models[name] for name in order]}))
+        assert SkinDemo(ModelStore(path)).default_comparison() == expected
+
+
 @pytest.mark.parametrize("model", ["tiny", "tiny_tta", "both"])
 def test_predict_labels_seven_classes_by_their_display_names(demo, lesion_jpg, model):
     labels = demo.predict(lesion_jpg, model)
