@@ -366,7 +366,8 @@ def build_app(demo: SkinDemo | None = None):
             info_model = gr.Dropdown(choices, value=default, label="Model")
             info_text = gr.Markdown()
             info_matrix = gr.Image(label="Test confusion matrix (row-normalised)", interactive=False)
-        _leaderboard_tab(Leaderboard(demo.store), choices)
+        board = Leaderboard(demo.store)
+        _leaderboard_tab(board, choices)
 
         downloads = _Downloads(compare_files.GRADIO_CACHE)
         lane = dict(preprocess=False, show_progress="minimal")
@@ -382,7 +383,7 @@ def build_app(demo: SkinDemo | None = None):
         info_model.change(model_info, info_model, [info_text, info_matrix], api_name="model_info")
         app.load(model_info, info_model, [info_text, info_matrix], api_visibility="private")
     app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=PREDICT_CONCURRENCY)
-    app.skin_demo = demo
+    app.skin_demo, app.leaderboard = demo, board
     return app
 
 
@@ -460,11 +461,21 @@ def _leaderboard_tab(board: Leaderboard, choices) -> None:
     target.change(**plots)
 
 
+def _warm_up(app) -> None:
+    """In the background at start: every model onto onnxruntime, then the Leaderboard's table (its metrics
+    and bootstrap intervals take about half a second), so neither waits for the first visitor."""
+    app.skin_demo.accelerate()
+    try:
+        app.leaderboard.table()
+    except Exception:  # the tab builds it again on first opening, and says there what went wrong
+        log.exception("the Leaderboard could not be built in advance")
+
+
 def launch(app=None, **kwargs):
     """Serve on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860), analytics off."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     app = app or build_app()
-    threading.Thread(target=app.skin_demo.accelerate, name="accelerate", daemon=True).start()
+    threading.Thread(target=_warm_up, args=(app,), name="warm-up", daemon=True).start()
     return app.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                       server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
                       footer_links=["api"], show_error=True, **{"css": CSS, **kwargs})
