@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "skin_demo"
-SHARED = {"skin_demo", "skin_demo.classes", "skin_demo.images", "skin_demo.metrics", "skin_demo.model_folder",
-          "skin_demo.paths"}
+SHARED = {"skin_demo", "skin_demo.classes", "skin_demo.images", "skin_demo.lesions", "skin_demo.metrics",
+          "skin_demo.model_folder", "skin_demo.paths"}
 # what each part may import besides itself and the shared modules
 MAY_IMPORT = {
     "skin_demo.explain": (),
