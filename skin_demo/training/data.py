@@ -79,13 +79,19 @@ def labelled_split(split: str, directory=None, split_table=None) -> tuple[list[s
     return paths, labels
 
 
-def split_arrays(split: str, size, limit: int | None = None, seed: int = 0,
-                 directory=None) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 images at `size`, class indices) of one split, or of `limit` images of it drawn at random."""
+def split_sample(split: str, limit: int | None = None, seed: int = 0, directory=None) -> tuple[list[str], np.ndarray]:
+    """(image paths, class indices) of one split, or of `limit` images of it drawn at random (in split order)."""
     paths, labels = labelled_split(split, directory)
     if limit is not None and limit < len(paths):
         keep = np.sort(np.random.default_rng(seed).choice(len(paths), limit, replace=False))
         paths, labels = [paths[i] for i in keep], labels[keep]
+    return paths, labels
+
+
+def split_arrays(split: str, size, limit: int | None = None, seed: int = 0,
+                 directory=None) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 images at `size`, class indices) of `split_sample`."""
+    paths, labels = split_sample(split, limit, seed, directory)
     return load_images(paths, size), labels
 
 

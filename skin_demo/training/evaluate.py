@@ -17,7 +17,7 @@ from ..metrics import bootstrap_intervals, compute_metrics
 from ..model_folder import WEIGHTS_FILE, StoredPredictions, decision_rule, file_sha256, predictions_file
 from ..serving.classifier import Classifier
 from ..serving.composite import TtaClassifier, served_as
-from .data import SPLIT_FILE, labelled_split, load_images, split_arrays
+from .data import SPLIT_FILE, labelled_split, load_images, split_sample
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
@@ -115,10 +115,10 @@ def evaluate_split(classifier, split: str = "test", limit: int | None = None) ->
 
     Images are fitted to `classifier.input_size` once, as the app does; what is compared is only the
     classifier. `limit` scores a seeded random subset (quick checks)."""
-    images, labels = split_arrays(split, classifier.input_size, limit)
-    probabilities = classifier(images.astype("float32"))
+    paths, labels = split_sample(split, limit)
+    probabilities = classifier(load_images(paths, classifier.input_size).astype("float32"))
     result = compute_metrics(labels, probabilities)
-    groups = None if limit else lesion_groups([Path(path).stem for path in labelled_split(split)[0]])
+    groups = lesion_groups([Path(path).stem for path in paths])
     result["intervals"] = bootstrap_intervals(labels, probabilities, groups)  # lesions drawn whole
     return result
 
