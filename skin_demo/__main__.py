@@ -216,7 +216,7 @@ def _models(args) -> None:
 
 def _rank(store, split: str) -> None:
     """Every available entry scored as served on `split`, best first by the selection rule."""
-    from .metrics import LEVEL, TIE, fmt, rank_by_validation
+    from .metrics import LEVEL, TIE, fmt, fmt_interval, rank_by_validation
     from .training.evaluate import evaluate_split
 
     scores = {name: evaluate_split(classifier, split) for name, classifier in store.available.items()}
@@ -226,8 +226,7 @@ def _rank(store, split: str) -> None:
           "|---|---|---|---|---|---|---|---|---|")
     for name in rank_by_validation(scores):
         s = scores[name]
-        interval = {key: "{:.3f}-{:.3f}".format(*s["intervals"][key]) if key in s["intervals"] else "–"
-                    for key in ("balanced_accuracy", "macro_auc")}
+        interval = {key: fmt_interval(s["intervals"].get(key), "-") for key in ("balanced_accuracy", "macro_auc")}
         print(f"| {name} | {s['balanced_accuracy']:.3f} | {interval['balanced_accuracy']} | {fmt(s['macro_auc'], '.3f')} "
               f"| {interval['macro_auc']} | {s['accuracy']:.3f} | {s['per_class']['nv']['recall']:.2f} | "
               f"{s['per_class']['mel']['recall']:.2f} | {s['ece']:.3f} |")

@@ -9,6 +9,9 @@ data set can still draw them.
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -21,6 +24,13 @@ def lesion_groups(image_ids, path=LESIONS_FILE) -> np.ndarray:
     """One integer per image: images of the same lesion share it; an image the file does not know is its own
     group (so nothing is merged by mistake)."""
     image_ids = [str(i) for i in np.asarray(image_ids).ravel()]
-    known = pd.read_csv(path).set_index("image_id")["lesion_id"] if path.is_file() else pd.Series(dtype=str)
+    path = Path(path)
+    known = _known_lesions(path, path.stat().st_mtime_ns) if path.is_file() else {}
     lesions = [known.get(image_id, f"image:{image_id}") for image_id in image_ids]
     return np.unique(lesions, return_inverse=True)[1].ravel()
+
+
+@functools.lru_cache(maxsize=4)
+def _known_lesions(path: Path, modified: int) -> dict[str, str]:
+    """image_id -> lesion_id of a lesions file, read once per version of the file (the Leaderboard asks per entry)."""
+    return dict(pd.read_csv(path, dtype=str)[["image_id", "lesion_id"]].itertuples(index=False))

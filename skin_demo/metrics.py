@@ -52,6 +52,11 @@ def fmt(value, spec: str = ".4f") -> str:
     return "–" if value is None else format(value, spec)
 
 
+def fmt_interval(bounds, dash: str = "–", missing: str = "–") -> str:
+    """A (low, high) interval as text; `missing` when there is none (nothing scored, or one class absent)."""
+    return missing if bounds is None else f"{bounds[0]:.3f}{dash}{bounds[1]:.3f}"
+
+
 def _clipped(probs) -> np.ndarray:
     """Probabilities kept away from 0 (log loss of an exact 0 is infinite), still summing to 1 per row."""
     clipped = np.clip(probs, 1e-7, 1)

@@ -35,7 +35,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from ..classes import CLASSES, display_name
 from ..lesions import lesion_groups
-from ..metrics import LEVEL, RESAMPLES, bootstrap_intervals, compute_metrics, expected_calibration_error, reliability_bins
+from ..metrics import LEVEL, RESAMPLES, bootstrap_intervals, compute_metrics, expected_calibration_error, fmt_interval, reliability_bins
 from ..model_folder import WEIGHTS_FILE, ModelFolderError, fresh_predictions
 from ..paths import REPO_ROOT
 from .composite import ensemble_probabilities, served_as
@@ -393,16 +393,12 @@ def _rounded(value, digits: int):
     return float("nan") if value is None else round(float(value), digits)
 
 
-def _interval(bounds) -> str:
-    return "" if bounds is None else f"{bounds[0]:.3f}–{bounds[1]:.3f}"
-
-
 def _row(s: Standing) -> dict:
     per_class = s.metrics.get("per_class") or {}
     return {
         MODEL_COLUMN: s.display_name,
         **{column: _rounded(s.metrics.get(key), 3) for key, column in METRIC_COLUMNS.items()},
-        **{column: _interval(s.intervals.get(key)) for key, column in INTERVAL_COLUMNS.items()},
+        **{column: fmt_interval(s.intervals.get(key), missing="") for key, column in INTERVAL_COLUMNS.items()},
         ECE_COLUMN: _rounded(s.ece, 3),
         **{column: _rounded((per_class.get(code) or {}).get("recall"), 2) for code, column in RECALL_COLUMNS.items()},
         "params (M)": _rounded(None if s.parameters is None else s.parameters / 1e6, 2),

@@ -1,5 +1,7 @@
 """The metrics of every model card: scikit-learn's numbers on a hand-made example, and the calibration error."""
 
+import os
+
 import numpy as np
 import pytest
 from sklearn import metrics as sk
@@ -137,3 +139,12 @@ def test_lesion_groups_join_images_of_a_lesion_and_keep_unknown_images_apart():
     lone = table[~table.duplicated("lesion_id", keep=False)]["image_id"].iloc[0]
     groups = lesion_groups(shared + [lone, "ISIC_unknown_1", "ISIC_unknown_2"])
     assert groups[0] == groups[1] and len(set(groups[1:])) == 4
+
+
+def test_lesion_groups_follow_a_rewritten_lesions_file(tmp_path):
+    path = tmp_path / "lesions.csv"
+    path.write_text("image_id,lesion_id\na,L1\nb,L1\n")
+    assert lesion_groups(["a", "b"], path).tolist() == [0, 0]
+    path.write_text("image_id,lesion_id\na,L1\nb,L2\n")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # a later version of the file
+    assert lesion_groups(["a", "b"], path).tolist() == [0, 1]
