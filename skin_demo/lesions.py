@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .metrics import bootstrap_intervals
 from .paths import RESOURCES
 
 LESIONS_FILE = RESOURCES / "ham10000_lesions.csv"  # image_id, lesion_id of the val and test splits
@@ -28,6 +29,11 @@ def lesion_groups(image_ids, path=LESIONS_FILE) -> np.ndarray:
     known = _known_lesions(path, path.stat().st_mtime_ns) if path.is_file() else {}
     lesions = [known.get(image_id, f"image:{image_id}") for image_id in image_ids]
     return np.unique(lesions, return_inverse=True)[1].ravel()
+
+
+def lesion_intervals(labels, probabilities, image_ids) -> dict:
+    """`metrics.bootstrap_intervals` of a split's predictions, each lesion drawn with all its images."""
+    return bootstrap_intervals(labels, probabilities, lesion_groups(image_ids))
 
 
 @functools.lru_cache(maxsize=4)

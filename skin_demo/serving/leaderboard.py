@@ -34,8 +34,8 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from ..classes import CLASSES, display_name
-from ..lesions import lesion_groups
-from ..metrics import LEVEL, RESAMPLES, bootstrap_intervals, compute_metrics, expected_calibration_error, fmt_interval, reliability_bins
+from ..lesions import lesion_intervals
+from ..metrics import LEVEL, RESAMPLES, compute_metrics, expected_calibration_error, fmt_interval, reliability_bins
 from ..model_folder import WEIGHTS_FILE, ModelFolderError, fresh_predictions
 from ..paths import REPO_ROOT
 from .composite import ensemble_probabilities, served_as
@@ -84,10 +84,10 @@ class Standing:
 
     def score(self) -> None:
         """Metrics and their intervals from the stored predictions (`metrics.bootstrap_intervals`, lesions
-        resampled whole: `lesions.lesion_groups`)."""
+        resampled whole: `lesions.lesion_intervals`)."""
         self.metrics = compute_metrics(self.labels, self.probabilities)
         self.ece = self.metrics["ece"]
-        self.intervals = bootstrap_intervals(self.labels, self.probabilities, lesion_groups(self.image_ids))
+        self.intervals = lesion_intervals(self.labels, self.probabilities, self.image_ids)
 
     @property
     def has_predictions(self) -> bool:
@@ -152,6 +152,19 @@ class Leaderboard:
                     self._time(standing, benchmark)
                 self._standings = {name: built[name] for name in self.store.entries if name in built}
             return self._standings
+
+    def standing(self, name: str) -> Standing | None:
+        """One entry's Standing: the built table's, else this entry's alone (stored predictions scored, no
+        latency timed), so the Model info tab never waits for the whole table. None when its stored numbers
+        cannot be read (the table's row says why); a model that cannot be loaded raises as `store.get` does."""
+        built = self._standings
+        if built is not None and name in built:
+            return built[name]
+        self.store.get(name)
+        try:
+            return self._standing(name, {})
+        except Exception:  # as in `standings`: one unreadable folder must not take the tab down
+            return None
 
     def _standing(self, name: str, built: dict) -> Standing:
         if name not in built:

@@ -24,7 +24,7 @@ from ..classes import CLASSES, FULL_NAMES, display_name
 from ..explain import faithfulness, gradcam, lime, overlay
 from ..explain.regions import TIE_Z, tied_with_rest
 from ..images import fit_geometry, load_image
-from ..metrics import fmt
+from ..metrics import LEVEL, fmt, fmt_interval
 from ..model_folder import CONFUSION_MATRIX_FILE
 from .ood import OodUnavailable
 from .store import ModelStore
@@ -221,8 +221,12 @@ class SkinDemo:
                 log.warning("%s stays on Keras: %s", name, reason)
         return {name: reason for name, reason in reasons.items() if reason}
 
-    def model_info(self, name: str) -> tuple[str, str | None]:
-        """Markdown about a model (from its own folder's metrics) and its confusion matrix image path."""
+    def model_info(self, name: str, standing=None) -> tuple[str, str | None]:
+        """Markdown about a model and its confusion matrix image path.
+
+        The test metrics are the Leaderboard's when given its `standing` of the entry (scored from the
+        stored test predictions, with intervals; TTA and ensemble entries have only these), else the
+        model card's."""
         classifier = self.store.get(name)
         entry, info = self.store.entries[name], classifier.info
         height, width = classifier.input_size
@@ -230,11 +234,15 @@ class SkinDemo:
                  f"- backbone `{info.backbone}` ({info.pretrained}), "
                  f"{info.parameters or classifier.model.count_params():,} parameters, input {height}x{width}",
                  f"- source: `{entry.location}`; runs on {classifier.runtime}", *_training_lines(info)]
-        test = info.test_metrics
+        scored = standing is not None and bool(standing.metrics)
+        test, intervals = (standing.metrics, standing.intervals) if scored else (info.test_metrics, {})
         if test:
-            lines += [f"- internal lesion-disjoint test split ({test['n']} images): balanced accuracy "
-                      f"**{fmt(test['balanced_accuracy'], '.3f')}**, macro AUC **{fmt(test['macro_auc'], '.3f')}**, "
-                      f"accuracy {fmt(test['accuracy'], '.3f')}, ECE {fmt(test['ece'], '.3f')}", "",
+            within = {key: f" ({LEVEL:.0%} interval {fmt_interval(intervals[key])})" if key in intervals else ""
+                      for key in ("balanced_accuracy", "macro_auc")}
+            lines += [f"- internal lesion-disjoint test split ({test['n']} images, as served): balanced accuracy "
+                      f"**{fmt(test['balanced_accuracy'], '.3f')}**{within['balanced_accuracy']}, macro AUC "
+                      f"**{fmt(test['macro_auc'], '.3f')}**{within['macro_auc']}, accuracy "
+                      f"{fmt(test['accuracy'], '.3f')}, ECE {fmt(test['ece'], '.3f')}", "",
                       "| class | recall | specificity | AUC |", "|---|---|---|---|"]
             for code in CLASSES:
                 c = test["per_class"][code]

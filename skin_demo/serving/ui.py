@@ -283,10 +283,12 @@ def build_app(demo: SkinDemo | None = None):
             pictures.append(path)
         return [probabilities, agreement, *pictures]
 
+    board = Leaderboard(demo.store)
+
     @_user_errors
     def model_info(model):
-        """Backbone, size and test metrics of a model, from its own folder."""
-        return demo.model_info(model)
+        """Backbone, size and test metrics of a model: the Leaderboard's (stored test predictions, intervals)."""
+        return demo.model_info(model, board.standing(model))
 
     with gr.Blocks(title="skin_demo: explainable skin-lesion classifier", analytics_enabled=False,
                    delete_cache=(600, 1800)) as app:
@@ -366,7 +368,6 @@ def build_app(demo: SkinDemo | None = None):
             info_model = gr.Dropdown(choices, value=default, label="Model")
             info_text = gr.Markdown()
             info_matrix = gr.Image(label="Test confusion matrix (row-normalised)", interactive=False)
-        board = Leaderboard(demo.store)
         _leaderboard_tab(board, choices)
 
         downloads = _Downloads(compare_files.GRADIO_CACHE)

@@ -12,8 +12,8 @@ from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
 from ..classes import CLASSES
 from ..images import ImageError, load_fitted
-from ..lesions import lesion_groups
-from ..metrics import bootstrap_intervals, compute_metrics
+from ..lesions import lesion_intervals
+from ..metrics import compute_metrics
 from ..model_folder import WEIGHTS_FILE, StoredPredictions, decision_rule, file_sha256, predictions_file
 from ..serving.classifier import Classifier
 from ..serving.composite import TtaClassifier, served_as
@@ -118,8 +118,7 @@ def evaluate_split(classifier, split: str = "test", limit: int | None = None) ->
     paths, labels = split_sample(split, limit)
     probabilities = classifier(load_images(paths, classifier.input_size).astype("float32"))
     result = compute_metrics(labels, probabilities)
-    groups = lesion_groups([Path(path).stem for path in paths])
-    result["intervals"] = bootstrap_intervals(labels, probabilities, groups)  # lesions drawn whole
+    result["intervals"] = lesion_intervals(labels, probabilities, [Path(path).stem for path in paths])
     return result
 
 

@@ -18,6 +18,7 @@ from skin_demo.training import data as dataset
 
 ENTRIES = load_registry(DEFAULT_REGISTRY)
 FOLDERS = [entry.source for entry in ENTRIES if not entry.members and not entry.tta]
+FOLDERS_BY_ENTRY = [entry.name for entry in ENTRIES if not entry.members and not entry.tta]
 TTA_FOLDERS = sorted({entry.source for entry in ENTRIES if entry.tta})
 SUBSET = 48  # test images run through the composite entries to check their stored predictions
 
@@ -91,6 +92,22 @@ def test_the_leaderboard_covers_every_served_entry_from_stored_numbers(store):
         assert len([t for t in figure.axes[0].get_legend().get_texts() if "(AUC" in t.get_text() or "(ECE" in
                     t.get_text()]) == len(standings)
 
+
+
+def test_model_info_shows_every_entry_the_leaderboard_numbers_and_intervals(store):
+    """A researcher reading one entry's test numbers (a TTA entry and the ensemble included) sees how far this
+    test split pins them down: the Leaderboard's numbers, and for a network the same as its card."""
+    from skin_demo.serving.service import SkinDemo
+
+    demo, board = SkinDemo(store), Leaderboard(store)
+    for entry in ENTRIES:
+        standing = board.standing(entry.name)
+        text, _ = demo.model_info(entry.name, standing)
+        low, high = standing.intervals["balanced_accuracy"]
+        assert f"**{standing.metrics['balanced_accuracy']:.3f}** (95% interval {low:.3f}–{high:.3f})" in text, text
+        if entry.name in FOLDERS_BY_ENTRY:
+            card = demo.model_info(entry.name)[0]
+            assert f"**{standing.metrics['balanced_accuracy']:.3f}**" in card, "the card says the same"
 
 @pytest.fixture(scope="module")
 def bundled_app_url(store):

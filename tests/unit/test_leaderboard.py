@@ -290,3 +290,23 @@ def test_weights_sha_is_what_the_file_records(setup):
     stored = StoredPredictions.read(setup["tiny"] / PREDICTIONS_FILE)
     assert stored.weights_sha256 == file_sha256(setup["tiny"] / WEIGHTS_FILE)
     assert stored.split == "test" and stored.split_sha256 == file_sha256(SPLIT_FILE)
+
+
+def test_model_info_gives_every_entry_its_stored_test_numbers_with_intervals(setup):
+    """Model info reads the Leaderboard's standing of one entry (before the table is built): a TTA entry and
+    an ensemble have test numbers only there; a folder with unreadable predictions keeps its card's."""
+    from skin_demo.serving.service import SkinDemo
+
+    board = lb.Leaderboard(setup["store"], latency_runs=2)
+    demo = SkinDemo(setup["store"])
+    for name in ("tiny_tta", "both"):
+        standing = board.standing(name)
+        low, high = standing.intervals["balanced_accuracy"]
+        text, _ = demo.model_info(name, standing)
+        assert f"balanced accuracy **{standing.metrics['balanced_accuracy']:.3f}** (95% interval {low:.3f}–{high:.3f})" \
+            in text, text
+        assert "| class | recall | specificity | AUC |" in text
+    assert board._standings is None, "one entry scored, the table not built"
+    assert "test split" not in demo.model_info("both")[0], "without the Leaderboard a composite has no card"
+    broken = board.standing("broken")
+    assert not broken.has_predictions and "interval" not in demo.model_info("broken", broken)[0]
