@@ -332,6 +332,7 @@ def _store_predictions(args) -> None:
     from .model_folder import ModelInfo, StoredPredictions
     from .serving.catalog import load_registry
     from .serving.store import entry_folder
+    from .training.card import write_model_card
     from .training.evaluate import save_split_predictions
 
     folder = Path(args.model).resolve()
@@ -345,7 +346,10 @@ def _store_predictions(args) -> None:
     info = ModelInfo.read(folder)
     card = info.test_metrics
     served_ece = info.served_test_ece
-    for path in save_split_predictions(folder, split=args.split, tta=tta, directory=args.data):
+    saved = save_split_predictions(folder, split=args.split, tta=tta, directory=args.data)
+    if args.split == "test":
+        write_model_card(folder)  # its test numbers get their intervals from what is now stored
+    for path in saved:
         stored = StoredPredictions.read(path)
         scores = compute_metrics(stored.labels, stored.probabilities)
         versus = (f" (model card: {fmt(card.get('balanced_accuracy'))}, {fmt(served_ece)} as served)"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..classes import CLASSES, DISCLAIMER, FULL_NAMES
-from ..metrics import fmt
-from ..model_folder import CARD_FILE, CONFUSION_MATRIX_FILE, ModelInfo
+from ..lesions import lesion_intervals
+from ..metrics import LEVEL, fmt, fmt_interval
+from ..model_folder import CARD_FILE, CONFUSION_MATRIX_FILE, ModelFolderError, ModelInfo, fresh_predictions
 from .augment import Augmentation
 
 
@@ -82,7 +83,9 @@ def _recipe_lines(info: ModelInfo) -> list[str]:
     return [*lines, ""] if lines else []
 
 
-def render_model_card(info: ModelInfo) -> str:
+def render_model_card(info: ModelInfo, test_intervals: dict | None = None) -> str:
+    """The card's Markdown; `test_intervals` (`lesions.lesion_intervals` of the stored test predictions) add a
+    95 % interval to the test split's balanced accuracy and macro AUC."""
     metrics = info.metrics
     test = info.test_metrics
     front = ["---", "library_name: keras", "license: cc-by-nc-sa-4.0", "pipeline_tag: image-classification",
@@ -118,9 +121,12 @@ def render_model_card(info: ModelInfo) -> str:
         m = metrics.get(split)
         if not m:
             continue
+        within = {key: f" ({LEVEL:.0%} interval {fmt_interval(bounds)}, lesions resampled)"
+                  for key, bounds in ((test_intervals or {}) if split == "test" else {}).items()}
         body += [f"## {'Validation' if split == 'val' else 'Test'} metrics ({m['n']} images)", "",
-                 f"accuracy {fmt(m['accuracy'])} · balanced accuracy {fmt(m['balanced_accuracy'])} · "
-                 f"macro AUC {fmt(m['macro_auc'])} · macro F1 {fmt(m['macro_f1'])} · ECE {fmt(m['ece'])}", ""]
+                 f"accuracy {fmt(m['accuracy'])} · balanced accuracy {fmt(m['balanced_accuracy'])}"
+                 f"{within.get('balanced_accuracy', '')} · macro AUC {fmt(m['macro_auc'])}{within.get('macro_auc', '')} "
+                 f"· macro F1 {fmt(m['macro_f1'])} · ECE {fmt(m['ece'])}", ""]
         if split == "test":
             body += ["| class | precision | recall | specificity | F1 | AUC | n |", "|---|---|---|---|---|---|---|"]
             for code in CLASSES:
@@ -138,6 +144,13 @@ def render_model_card(info: ModelInfo) -> str:
 
 
 def write_model_card(folder) -> Path:
+    """README.md of a model folder; with intervals once its test predictions are stored (`store-predictions`)."""
+    info = ModelInfo.read(folder)
+    try:
+        stored = fresh_predictions(folder, info, "test")
+        intervals = lesion_intervals(stored.labels, stored.probabilities, stored.image_ids)
+    except ModelFolderError:  # not stored yet, or no longer what the folder serves
+        intervals = None
     path = Path(folder) / CARD_FILE
-    path.write_text(render_model_card(ModelInfo.read(folder)))
+    path.write_text(render_model_card(info, intervals))
     return path

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from ports import free_port
 
+from skin_demo.lesions import lesion_intervals
 from skin_demo.metrics import compute_metrics, expected_calibration_error
 from skin_demo.model_folder import (PREDICTIONS_FILE, TTA_PREDICTIONS_FILE, ModelInfo, StoredPredictions,
                                     check_safe_folder)
@@ -52,6 +53,9 @@ def test_stored_predictions_are_the_test_split_and_reproduce_the_model_card(sour
     assert expected_calibration_error(stored.labels, stored.probabilities) == pytest.approx(served_ece, abs=1e-6)
     assert (folder / PREDICTIONS_FILE).stat().st_size < 100 * 1024
     check_safe_folder(folder)
+    low, high = lesion_intervals(stored.labels, stored.probabilities, stored.image_ids)["balanced_accuracy"]
+    assert f"(95% interval {low:.3f}–{high:.3f}, lesions resampled)" in (folder / "README.md").read_text(), \
+        "the card shows the interval of what the folder stores (python -m skin_demo store-predictions)"
 
 
 @pytest.mark.parametrize("source", TTA_FOLDERS)

@@ -310,3 +310,20 @@ def test_model_info_gives_every_entry_its_stored_test_numbers_with_intervals(set
     assert "test split" not in demo.model_info("both")[0], "without the Leaderboard a composite has no card"
     broken = board.standing("broken")
     assert not broken.has_predictions and "interval" not in demo.model_info("broken", broken)[0]
+
+
+def test_a_model_card_gives_its_test_numbers_the_intervals_of_its_stored_predictions(setup, tmp_path):
+    from skin_demo.lesions import lesion_intervals
+    from skin_demo.training.card import write_model_card
+
+    folder = shutil.copytree(setup["tiny"], tmp_path / "tiny")
+    stored = StoredPredictions.read(folder / PREDICTIONS_FILE)
+    info = ModelInfo.read(folder)
+    info.metrics["test"] = test = compute_metrics(stored.labels, stored.probabilities)
+    info.write(folder)
+    low, high = lesion_intervals(stored.labels, stored.probabilities, stored.image_ids)["balanced_accuracy"]
+    card = write_model_card(folder).read_text()
+    assert f"balanced accuracy {test['balanced_accuracy']:.4f} (95% interval {low:.3f}–{high:.3f}, lesions resampled)" \
+        in card
+    (folder / PREDICTIONS_FILE).unlink()
+    assert "interval" not in write_model_card(folder).read_text(), "nothing stored, no interval"
