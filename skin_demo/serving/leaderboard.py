@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import ConfusionMatrixDisplay, roc_auc_score, roc_curve
 
 from ..classes import CLASSES, display_name
 from ..lesions import lesion_intervals
@@ -165,6 +166,18 @@ class Leaderboard:
             return self._standing(name, {})
         except Exception:  # as in `standings`: one unreadable folder must not take the tab down
             return None
+
+    def confusion_image(self, name: str) -> np.ndarray | None:
+        """The entry's row-normalised test confusion matrix (RGB) from its stored predictions, for entries whose
+        folder has none of its own to show (TTA, ensembles); None without stored predictions."""
+        standing = self.standing(name)
+        if standing is None or not standing.has_predictions:
+            return None
+        fig = confusion_figure(standing.labels, standing.probabilities.argmax(axis=1),
+                               f"{standing.display_name} (test, stored predictions)")
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
     def _standing(self, name: str, built: dict) -> Standing:
         if name not in built:
@@ -419,6 +432,18 @@ def _row(s: Standing) -> dict:
         LATENCY_COLUMN: _rounded(s.latency_ms, 1),
         LATENCY_SOURCE_COLUMN: s.latency_from,
     }
+
+
+def confusion_figure(y_true, y_pred, title: str, normalize: str | None = "true") -> Figure:
+    """A confusion matrix over the 7 classes (row-normalised by default), as the model folders and the Model
+    info tab show it; a figure outside pyplot's registry, so requests may draw it at once."""
+    fig = Figure(figsize=(6.5, 5.5), layout="constrained")
+    ax = fig.subplots()
+    ConfusionMatrixDisplay.from_predictions(
+        y_true, y_pred, labels=range(len(CLASSES)), display_labels=CLASSES, normalize=normalize,
+        values_format=".2f" if normalize else "d", ax=ax, colorbar=False, cmap="Blues")
+    ax.set_title(textwrap.fill(f"{title} confusion matrix" + (" (row-normalised)" if normalize else ""), 60))
+    return fig
 
 
 def _figure():

@@ -287,8 +287,10 @@ def build_app(demo: SkinDemo | None = None):
 
     @_user_errors
     def model_info(model):
-        """Backbone, size and test metrics of a model: the Leaderboard's (stored test predictions, intervals)."""
-        return demo.model_info(model, board.standing(model))
+        """Backbone, size and test metrics of a model: the Leaderboard's (stored test predictions, intervals), and
+        its test confusion matrix (the folder's, else drawn from the stored predictions: TTA, ensembles)."""
+        text, matrix = demo.model_info(model, board.standing(model))
+        return text, matrix if matrix is not None else board.confusion_image(model)
 
     with gr.Blocks(title="skin_demo: explainable skin-lesion classifier", analytics_enabled=False,
                    delete_cache=(600, 1800)) as app:

@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
-from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+from sklearn.metrics import RocCurveDisplay
 
 from ..classes import CLASSES
 from ..images import ImageError, load_fitted
@@ -17,6 +17,7 @@ from ..metrics import compute_metrics
 from ..model_folder import WEIGHTS_FILE, StoredPredictions, decision_rule, file_sha256, predictions_file
 from ..serving.classifier import Classifier
 from ..serving.composite import TtaClassifier, served_as
+from ..serving.leaderboard import confusion_figure
 from .data import SPLIT_FILE, labelled_split, load_images, split_sample
 
 matplotlib.use("Agg")
@@ -36,14 +37,7 @@ def save_plots(y_true, probs, out_dir, title: str = "") -> list[Path]:
     y_pred = np.asarray(probs).argmax(axis=1)
     written = []
     for normalize, name in ((None, "confusion_matrix.png"), ("true", "confusion_matrix_normalized.png")):
-        fig, ax = plt.subplots(figsize=(6.5, 5.5))
-        ConfusionMatrixDisplay.from_predictions(
-            y_true, y_pred, labels=range(len(CLASSES)), display_labels=CLASSES, normalize=normalize,
-            values_format=".2f" if normalize else "d", ax=ax, colorbar=False, cmap="Blues")
-        ax.set_title(f"{title} confusion matrix" + (" (row-normalised)" if normalize else ""))
-        fig.tight_layout()
-        fig.savefig(out_dir / name, dpi=110)
-        plt.close(fig)
+        confusion_figure(y_true, y_pred, title, normalize).savefig(out_dir / name, dpi=110)
         written.append(out_dir / name)
     fig, ax = plt.subplots(figsize=(6, 6))
     for i, code in enumerate(CLASSES):

@@ -327,3 +327,19 @@ def test_a_model_card_gives_its_test_numbers_the_intervals_of_its_stored_predict
         in card
     (folder / PREDICTIONS_FILE).unlink()
     assert "interval" not in write_model_card(folder).read_text(), "nothing stored, no interval"
+
+
+def test_model_info_draws_a_composite_entrys_confusion_matrix_from_its_stored_predictions(setup, tmp_path,
+                                                                                          monkeypatch):
+    """The Model info tab's picture for an entry whose folder has none (TTA, ensembles); none without predictions."""
+    from skin_demo.serving.service import SkinDemo
+    from skin_demo.serving.ui import build_app
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    model_info = next(fn.fn for fn in build_app(SkinDemo(setup["store"])).fns.values() if fn.api_name == "model_info")
+    text, picture = model_info("both")
+    assert "95% interval" in text and isinstance(picture, np.ndarray) and picture.shape[2] == 3
+    board = lb.Leaderboard(setup["store"], latency_runs=2)
+    image = board.confusion_image("both")
+    assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8 and image.std() > 0
+    assert board.confusion_image("bare") is None
