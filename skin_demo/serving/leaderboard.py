@@ -167,18 +167,6 @@ class Leaderboard:
         except Exception:  # as in `standings`: one unreadable folder must not take the tab down
             return None
 
-    def confusion_image(self, name: str) -> np.ndarray | None:
-        """The entry's row-normalised test confusion matrix (RGB) from its stored predictions, for entries whose
-        folder has none of its own to show (TTA, ensembles); None without stored predictions."""
-        standing = self.standing(name)
-        if standing is None or not standing.has_predictions:
-            return None
-        fig = confusion_figure(standing.labels, standing.probabilities.argmax(axis=1),
-                               f"{standing.display_name} (test, stored predictions)")
-        canvas = FigureCanvasAgg(fig)
-        canvas.draw()
-        return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
     def _standing(self, name: str, built: dict) -> Standing:
         if name not in built:
             entry = self.store.entries[name]
@@ -432,6 +420,18 @@ def _row(s: Standing) -> dict:
         LATENCY_COLUMN: _rounded(s.latency_ms, 1),
         LATENCY_SOURCE_COLUMN: s.latency_from,
     }
+
+
+def confusion_image(standing: Standing | None) -> np.ndarray | None:
+    """An entry's row-normalised test confusion matrix (RGB) from its stored predictions, for entries whose
+    folder has none of its own to show (TTA, ensembles); None without stored predictions."""
+    if standing is None or not standing.has_predictions:
+        return None
+    fig = confusion_figure(standing.labels, standing.probabilities.argmax(axis=1),
+                           f"{standing.display_name} (test, stored predictions)")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def confusion_figure(y_true, y_pred, title: str, normalize: str | None = "true") -> Figure:

@@ -42,7 +42,7 @@ from ..explain.regions import TIE_Z
 from ..images import ImageError, load_image
 from ..model_folder import ModelFolderError
 from ..paths import RESOURCES
-from .leaderboard import COLUMNS, INTERVAL_COLUMNS, LATENCY_SOURCE_COLUMN, MACRO, MODEL_COLUMN, TEXT_COLUMNS, Leaderboard
+from .leaderboard import COLUMNS, INTERVAL_COLUMNS, LATENCY_SOURCE_COLUMN, MACRO, MODEL_COLUMN, TEXT_COLUMNS, Leaderboard, confusion_image
 from .service import (DEFAULT_DETAIL, DETAIL_RANGE, ERROR_MEANING, EXPLAIN_METHODS, TOP_CLASS, Comparison,
                       ExplainResult, RequestError, SkinDemo)
 
@@ -289,8 +289,9 @@ def build_app(demo: SkinDemo | None = None):
     def model_info(model):
         """Backbone, size and test metrics of a model: the Leaderboard's (stored test predictions, intervals), and
         its test confusion matrix (the folder's, else drawn from the stored predictions: TTA, ensembles)."""
-        text, matrix = demo.model_info(model, board.standing(model))
-        return text, matrix if matrix is not None else board.confusion_image(model)
+        standing = board.standing(model)  # scored once, for the text and, if needed, the picture
+        text, matrix = demo.model_info(model, standing)
+        return text, matrix if matrix is not None else confusion_image(standing)
 
     with gr.Blocks(title="skin_demo: explainable skin-lesion classifier", analytics_enabled=False,
                    delete_cache=(600, 1800)) as app:

@@ -340,6 +340,6 @@ def test_model_info_draws_a_composite_entrys_confusion_matrix_from_its_stored_pr
     text, picture = model_info("both")
     assert "95% interval" in text and isinstance(picture, np.ndarray) and picture.shape[2] == 3
     board = lb.Leaderboard(setup["store"], latency_runs=2)
-    image = board.confusion_image("both")
+    image = lb.confusion_image(board.standing("both"))
     assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8 and image.std() > 0
-    assert board.confusion_image("bare") is None
+    assert lb.confusion_image(board.standing("bare")) is None
