@@ -57,6 +57,12 @@ def fmt_interval(bounds, dash: str = "–", missing: str = "–") -> str:
     return missing if bounds is None else f"{bounds[0]:.3f}{dash}{bounds[1]:.3f}"
 
 
+def interval_note(intervals: dict, key: str, how: str = "") -> str:
+    """" (95% interval low–high{how})" to follow a metric, or "" when `intervals` has none for `key`."""
+    bounds = intervals.get(key)
+    return "" if bounds is None else f" ({LEVEL:.0%} interval {fmt_interval(bounds)}{how})"
+
+
 def _clipped(probs) -> np.ndarray:
     """Probabilities kept away from 0 (log loss of an exact 0 is infinite), still summing to 1 per row."""
     clipped = np.clip(probs, 1e-7, 1)

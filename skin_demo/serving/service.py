@@ -24,7 +24,7 @@ from ..classes import CLASSES, FULL_NAMES, display_name
 from ..explain import faithfulness, gradcam, lime, overlay
 from ..explain.regions import TIE_Z, tied_with_rest
 from ..images import fit_geometry, load_image
-from ..metrics import LEVEL, fmt, fmt_interval
+from ..metrics import fmt, interval_note
 from ..model_folder import CONFUSION_MATRIX_FILE
 from .ood import OodUnavailable
 from .store import ModelStore
@@ -237,11 +237,9 @@ class SkinDemo:
         scored = standing is not None and bool(standing.metrics)
         test, intervals = (standing.metrics, standing.intervals) if scored else (info.test_metrics, {})
         if test:
-            within = {key: f" ({LEVEL:.0%} interval {fmt_interval(intervals[key])})" if key in intervals else ""
-                      for key in ("balanced_accuracy", "macro_auc")}
             lines += [f"- internal lesion-disjoint test split ({test['n']} images, as served): balanced accuracy "
-                      f"**{fmt(test['balanced_accuracy'], '.3f')}**{within['balanced_accuracy']}, macro AUC "
-                      f"**{fmt(test['macro_auc'], '.3f')}**{within['macro_auc']}, accuracy "
+                      f"**{fmt(test['balanced_accuracy'], '.3f')}**{interval_note(intervals, 'balanced_accuracy')}, "
+                      f"macro AUC **{fmt(test['macro_auc'], '.3f')}**{interval_note(intervals, 'macro_auc')}, accuracy "
                       f"{fmt(test['accuracy'], '.3f')}, ECE {fmt(test['ece'], '.3f')}", "",
                       "| class | recall | specificity | AUC |", "|---|---|---|---|"]
             for code in CLASSES:

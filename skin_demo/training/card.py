@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..classes import CLASSES, DISCLAIMER, FULL_NAMES
 from ..lesions import lesion_intervals
-from ..metrics import LEVEL, fmt, fmt_interval
+from ..metrics import fmt, interval_note
 from ..model_folder import CARD_FILE, CONFUSION_MATRIX_FILE, ModelFolderError, ModelInfo, fresh_predictions
 from .augment import Augmentation
 
@@ -121,11 +121,11 @@ def render_model_card(info: ModelInfo, test_intervals: dict | None = None) -> st
         m = metrics.get(split)
         if not m:
             continue
-        within = {key: f" ({LEVEL:.0%} interval {fmt_interval(bounds)}, lesions resampled)"
-                  for key, bounds in ((test_intervals or {}) if split == "test" else {}).items()}
+        intervals = (test_intervals or {}) if split == "test" else {}
         body += [f"## {'Validation' if split == 'val' else 'Test'} metrics ({m['n']} images)", "",
                  f"accuracy {fmt(m['accuracy'])} · balanced accuracy {fmt(m['balanced_accuracy'])}"
-                 f"{within.get('balanced_accuracy', '')} · macro AUC {fmt(m['macro_auc'])}{within.get('macro_auc', '')} "
+                 f"{interval_note(intervals, 'balanced_accuracy', ', lesions resampled')} · macro AUC "
+                 f"{fmt(m['macro_auc'])}{interval_note(intervals, 'macro_auc', ', lesions resampled')} "
                  f"· macro F1 {fmt(m['macro_f1'])} · ECE {fmt(m['ece'])}", ""]
         if split == "test":
             body += ["| class | precision | recall | specificity | F1 | AUC | n |", "|---|---|---|---|---|---|---|"]
