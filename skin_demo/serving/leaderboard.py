@@ -130,6 +130,7 @@ class Leaderboard:
         self._standings: dict[str, Standing] | None = None
         self._table: pd.DataFrame | None = None
         self._curves: dict[tuple[str, str], tuple] = {}
+        self._scored: dict[str, Standing] = {}  # entries `standing` scored before the table was built
         self._building = threading.Lock()
 
     # ------------------------------------------------------------------ building, once
@@ -155,15 +156,15 @@ class Leaderboard:
             return self._standings
 
     def standing(self, name: str) -> Standing | None:
-        """One entry's Standing: the built table's, else this entry's alone (stored predictions scored, no
-        latency timed), so the Model info tab never waits for the whole table. None when its stored numbers
-        cannot be read (the table's row says why); a model that cannot be loaded raises as `store.get` does."""
+        """One entry's Standing: the built table's, else this entry's alone (stored predictions scored once and
+        kept, no latency timed), so the Model info tab never waits for the whole table. None when its stored
+        numbers cannot be read (the table's row says why); a model that cannot be loaded raises as `store.get` does."""
         built = self._standings
         if built is not None and name in built:
             return built[name]
         self.store.get(name)
         try:
-            return self._standing(name, {})
+            return self._standing(name, self._scored)
         except Exception:  # as in `standings`: one unreadable folder must not take the tab down
             return None
 

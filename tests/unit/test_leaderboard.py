@@ -307,6 +307,7 @@ def test_model_info_gives_every_entry_its_stored_test_numbers_with_intervals(set
             in text, text
         assert "| class | recall | specificity | AUC |" in text
     assert board._standings is None, "one entry scored, the table not built"
+    assert board.standing("both") is standing, "a second view reads the entry's numbers again, not its predictions"
     assert "test split" not in demo.model_info("both")[0], "without the Leaderboard a composite has no card"
     broken = board.standing("broken")
     assert not broken.has_predictions and "interval" not in demo.model_info("broken", broken)[0]
