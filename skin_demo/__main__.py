@@ -80,6 +80,7 @@ def _train(args) -> None:
             patience=args.patience, ema=args.ema, average_from=args.average_from, augmentation=augmentation,
             mixup=args.mixup, cutmix=args.cutmix, mix_probability=args.mix_probability,
             extra_data=args.extra_data, extra_per_class=args.extra_per_class,
+            distill_from=args.distill_from, distill_weight=args.distill_weight,
             logit_adjustment=args.logit_adjustment, score_test=args.score_test,
             from_scratch=args.from_scratch, init_from=args.init_from, strategy=args.strategy, seed=args.seed,
             data_dir=args.data, limit=args.limit, run_dir=args.run_dir)
@@ -403,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mix-probability", type=float, default=0.5, help="share of batches mixed (default 0.5)")
     p.add_argument("--extra-data", metavar="bcn|FOLDER", help="add BCN_20000 images (training only)")
     p.add_argument("--extra-per-class", type=int, help="at most this many extra images per class")
+    p.add_argument("--distill-from", metavar="ENTRY|FOLDER", help="also train toward the served probabilities "
+                   "of a registry entry (e.g. ensemble) or model folder on the training images (distillation)")
+    p.add_argument("--distill-weight", type=float, default=0.5, help="the teacher's share of each target (default "
+                   "0.5; the label has the rest)")
     p.add_argument("--logit-adjustment", action="store_true", help="choose tau in log p + tau log prior on "
                    "validation (a decision rule stored with the model)")
     p.add_argument("--no-test", dest="score_test", action="store_false", help="do not score the test split "

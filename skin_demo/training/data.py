@@ -150,29 +150,35 @@ def epoch_indices(labels, balance: str, batch_size: int, seed: int, epoch: int, 
     raise ValueError(f"balance must be one of {', '.join(BALANCES)}, not {balance!r}")
 
 
+def one_hot(labels) -> np.ndarray:
+    """Class indices -> (n, classes) float32 targets."""
+    return np.eye(len(CLASSES), dtype="float32")[np.asarray(labels, dtype="int64")]
+
+
 def _drop_seed(images, labels, seed):
     return images, labels
 
 
-def epoch_dataset(images, labels, indices, batch_size: int, augment_fn, seed: int, epoch: int, mix_fn=None):
-    """Augmented batches (float32 RGB 0-255, one-hot labels) of `images[indices]`, in order.
+def epoch_dataset(images, targets, indices, batch_size: int, augment_fn, seed: int, epoch: int, mix_fn=None):
+    """Augmented batches (float32 RGB 0-255, targets) of `images[indices]`, in order.
+
+    `targets` (n, classes) are the training targets: one-hot labels (`one_hot`) or soft ones (`distill.soft_targets`).
 
     Batches are gathered in numpy (the decoded set stays one uint8 array, never a graph constant) and
     augmented in tf.data with the stateless seed (seed, epoch, batch), so the run is reproducible.
-    `mix_fn(images, one_hot, seed)`, if given, then mixes images and labels (`augment.mix_batch`)."""
-    images, labels, indices = np.asarray(images), np.asarray(labels, dtype="int32"), np.asarray(indices)
+    `mix_fn(images, targets, seed)`, if given, then mixes images and targets (`augment.mix_batch`)."""
+    images, targets, indices = np.asarray(images), np.asarray(targets, dtype="float32"), np.asarray(indices)
     steps = len(indices) // batch_size
     height, width = images.shape[1:3]
 
     def batches():
         for step in range(steps):
             chosen = indices[step * batch_size:(step + 1) * batch_size]
-            yield images[chosen], labels[chosen], np.array([seed * 100_003 + epoch, step], dtype="int64")
+            yield images[chosen], targets[chosen], np.array([seed * 100_003 + epoch, step], dtype="int64")
 
     signature = (tf.TensorSpec((batch_size, height, width, 3), tf.uint8),
-                 tf.TensorSpec((batch_size,), tf.int32), tf.TensorSpec((2,), tf.int64))
+                 tf.TensorSpec((batch_size, targets.shape[1]), tf.float32), tf.TensorSpec((2,), tf.int64))
     ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
-    ds = ds.map(lambda x, y, s: (augment_fn(tf.cast(x, tf.float32), s), tf.one_hot(y, len(CLASSES)), s),
-                num_parallel_calls=2, deterministic=True)
+    ds = ds.map(lambda x, y, s: (augment_fn(tf.cast(x, tf.float32), s), y, s), num_parallel_calls=2, deterministic=True)
     ds = ds.map(mix_fn or _drop_seed, num_parallel_calls=2, deterministic=True)
     return ds.prefetch(2)

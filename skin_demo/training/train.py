@@ -33,6 +33,7 @@ from . import data
 from .augment import Augmentation, augment, mix_batch
 from .backbones import get_backbone
 from .calibrate import calibrate, class_prior
+from .distill import cached_teacher_probabilities, soft_targets
 from .evaluate import save_plots, save_split_predictions
 from .extra_data import describe, load_bcn
 from .factory import build_model, last_conv_layer_name, save_model_folder, set_trainable
@@ -71,6 +72,8 @@ class TrainConfig:
     mix_probability: float = 0.5  # share of batches mixed when mixup or cutmix is on
     extra_data: str | None = None  # "bcn" (BCN_20000 from ../shared) or its folder: training images only
     extra_per_class: int | dict | None = None  # cap on extra images per class (None: all)
+    distill_from: str | None = None  # a model folder or registry entry whose served probabilities are also targets
+    distill_weight: float = 0.5  # targets: (1 - weight) * one-hot + weight * the teacher's probabilities
     logit_adjustment: bool = False  # choose tau of log p + tau log prior on validation
     score_test: bool = True  # False for ablation runs: every choice is made on validation, test is scored once
     from_scratch: bool = False
@@ -100,6 +103,8 @@ class TrainConfig:
             raise ValueError("average_from is a fine-tuning epoch (0 = off) and does not combine with ema.")
         if min(self.mixup, self.cutmix) < 0 or not 0 <= self.mix_probability <= 1:
             raise ValueError("mixup and cutmix are Beta alphas (0 = off) and mix_probability is in [0, 1].")
+        if not 0 <= self.distill_weight <= 1:
+            raise ValueError(f"distill_weight is a share in [0, 1], not {self.distill_weight}.")
         Augmentation.from_dict(self.augmentation)
 
     @classmethod
@@ -335,6 +340,10 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     options = Augmentation.from_dict(config.augmentation)
     mixing = config.mixup > 0 or config.cutmix > 0
     mix_fn = (lambda x, y, s: mix_batch(x, y, s, config.mixup, config.cutmix, config.mix_probability)) if mixing else None
+    targets = data.one_hot(y_train)
+    if config.distill_from:
+        teacher = cached_teacher_probabilities(run.path, config.distill_from, x_train, run.log)
+        targets = soft_targets(y_train, teacher, config.distill_weight)
     class_weight = data.class_weights(y_train) if config.balance == "weights" else None
     steps = len(data.epoch_indices(y_train, config.balance, config.batch_size, config.seed, 0,
                                    epoch_size=len(y_ham))) // config.batch_size
@@ -377,7 +386,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             number = len(history)
             indices = data.epoch_indices(y_train, config.balance, config.batch_size, config.seed, number,
                                          epoch_size=len(y_ham))
-            dataset = data.epoch_dataset(x_train, y_train, indices, config.batch_size,
+            dataset = data.epoch_dataset(x_train, targets, indices, config.batch_size,
                                          lambda x, s: augment(x, s, options), config.seed, number, mix_fn)
             t0 = time.time()
             fitted = model.fit(dataset, epochs=1, steps_per_epoch=len(indices) // config.batch_size, shuffle=False,

@@ -41,12 +41,16 @@ def run(command, **kwargs):
     return result
 
 
-# EMA killed after the head epoch; weight averaging (SWA) killed mid-average, after its first fine-tuning epoch
-@pytest.mark.parametrize("averaging, killed_after", [(EMA, 1), (("--average-from", "1"), 2)], ids=["ema", "swa"])
-def test_a_killed_run_resumes_to_the_same_validation_history(tmp_path, averaging, killed_after):
-    run(train_command(tmp_path / "whole", tmp_path / "run_whole", averaging=averaging))
+# EMA with a teacher (distillation) killed after the head epoch; weight averaging (SWA) killed mid-average,
+# after its first fine-tuning epoch
+@pytest.mark.parametrize("averaging, killed_after, distilled", [(EMA, 1, True), (("--average-from", "1"), 2, False)],
+                         ids=["ema-distilled", "swa"])
+def test_a_killed_run_resumes_to_the_same_validation_history(tmp_path, averaging, killed_after, distilled,
+                                                            tiny_model_dir):
+    teacher = ("--distill-from", str(tiny_model_dir), "--distill-weight", "0.4") if distilled else ()
+    run(train_command(tmp_path / "whole", tmp_path / "run_whole", *teacher, averaging=averaging))
 
-    killed = subprocess.Popen(train_command(tmp_path / "resumed", tmp_path / "run_resumed", averaging=averaging),
+    killed = subprocess.Popen(train_command(tmp_path / "resumed", tmp_path / "run_resumed", *teacher, averaging=averaging),
                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     state = tmp_path / "run_resumed" / "state.json"
     deadline = time.monotonic() + 300
@@ -68,6 +72,13 @@ def test_a_killed_run_resumes_to_the_same_validation_history(tmp_path, averaging
     assert a.metrics["test"]["balanced_accuracy"] == pytest.approx(b.metrics["test"]["balanced_accuracy"], abs=0.02)
     log = (tmp_path / "run_resumed" / "train.log").read_text()
     assert "resuming run" in log and "epoch 3 (fine-tune 2/2)" in log
+    if distilled:  # the teacher answered once, before the first epoch; the resumed process read its answers back
+        assert log.count("teacher ") == 1 and b.training["distill_weight"] == 0.4
+        teacher_file = np.load(tmp_path / "run_resumed" / "teacher.npz")
+        assert teacher_file["probabilities"].shape == (35, 7)
+        np.testing.assert_allclose(teacher_file["probabilities"].sum(axis=1), 1.0, atol=1e-5)
+        assert "- distillation: targets 0.6 x the label + 0.4 x the served probabilities" in (
+            tmp_path / "resumed" / "README.md").read_text()
     if "--average-from" in averaging:  # the resumed average holds both fine-tuning epochs, as the whole run's
         assert json.loads((tmp_path / "run_resumed" / "state.json").read_text())["averaged_epochs"] == 2
         assert "[average of 2 epochs]" in log

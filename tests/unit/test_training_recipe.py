@@ -132,6 +132,7 @@ def test_a_folder_without_a_run_is_refused_in_one_sentence(tmp_path):
     ({"augmentation": {"sparkle": 1}}, "unknown augmentation field"),
     ({"mixup": -1.0}, "mixup and cutmix are Beta alphas"),
     ({"cutmix": 1.0, "mix_probability": 2.0}, "mix_probability is in"),
+    ({"distill_from": "ensemble", "distill_weight": 1.5}, "distill_weight is a share"),
 ])
 def test_a_recipe_that_cannot_train_is_refused_before_any_data_is_loaded(settings, words):
     from skin_demo.training.train import TrainConfig
@@ -182,8 +183,8 @@ def test_an_epoch_with_mixing_has_soft_labels_that_still_sum_to_one():
     images = np.random.default_rng(0).integers(0, 255, (16, 32, 48, 3), dtype=np.uint8)
     labels = np.arange(16) % 7
     indices = data.epoch_indices(labels, "oversample", 4, seed=0, epoch=0)
-    plain = list(data.epoch_dataset(images, labels, indices, 4, lambda x, s: x, seed=0, epoch=0))
-    mixed = list(data.epoch_dataset(images, labels, indices, 4, lambda x, s: x, seed=0, epoch=0,
+    plain = list(data.epoch_dataset(images, data.one_hot(labels), indices, 4, lambda x, s: x, seed=0, epoch=0))
+    mixed = list(data.epoch_dataset(images, data.one_hot(labels), indices, 4, lambda x, s: x, seed=0, epoch=0,
                                     mix_fn=lambda x, y, s: mix_batch(x, y, s, mixup=0.4, probability=1.0)))
     assert len(plain) == len(mixed) == 4
     assert all(set(np.unique(y.numpy())) <= {0.0, 1.0} for _, y in plain)
@@ -191,3 +192,16 @@ def test_an_epoch_with_mixing_has_soft_labels_that_still_sum_to_one():
         assert x.shape == x0.shape and y.shape == (4, 7)
         np.testing.assert_allclose(y.numpy().sum(axis=1), 1.0, atol=1e-6)
     assert any(not set(np.unique(y.numpy())) <= {0.0, 1.0} for _, y in mixed)
+
+
+def test_distillation_targets_blend_the_label_with_the_teachers_answer():
+    from skin_demo.training.distill import soft_targets
+
+    labels = np.array([0, 4, 5])
+    teacher = np.random.default_rng(0).dirichlet(np.ones(7), 3).astype("float32")
+    np.testing.assert_array_equal(soft_targets(labels, teacher, 0.0), data.one_hot(labels))
+    np.testing.assert_allclose(soft_targets(labels, teacher, 1.0), teacher, atol=1e-7)
+    blended = soft_targets(labels, teacher, 0.3)
+    np.testing.assert_allclose(blended.sum(axis=1), 1.0, atol=1e-6)
+    assert (blended.argmax(axis=1) == labels).all(), "with the label's share above half, the label stays on top"
+    np.testing.assert_allclose(blended[1, 4], 0.7 + 0.3 * teacher[1, 4], atol=1e-6)
