@@ -47,9 +47,9 @@ BACKBONES: dict[str, Backbone] = {
     b.name: b
     for b in [
         Backbone(
-            "custom_cnn", None, UNIT, (224, 224), "conv2d_4",
-            "Custom CNN of the MobileNet web-app study: BN, 4 conv/pool/dropout blocks, "
-            "dense softmax (646k parameters at 224x224), trained from scratch.",
+            "custom_cnn", None, UNIT, _NATIVE, "conv2d_4",
+            "Custom CNN of the MobileNet web-app study: BN, 4 conv/pool/dropout blocks, dense softmax "
+            "(514k parameters at 150x200, 646k at the study's 224x224), trained from scratch.",
         ),
         Backbone("vgg16", "VGG16", CAFFE, (224, 224), "block5_conv3", "VGG16 (138M with top; 14.7M conv)."),
         Backbone("resnet50", "ResNet50", CAFFE, (224, 224), "conv5_block3_out", "ResNet50 (23.6M)."),

@@ -87,6 +87,12 @@ def _recipe_lines(info: ModelInfo) -> list[str]:
     return [*lines, ""] if lines else []
 
 
+def _schedule(training: dict) -> str:
+    if training.get("from_scratch"):  # one phase: the head epochs do not apply
+        return f"{training.get('epochs')} epochs from random weights"
+    return f"head {training.get('head_epochs')} epochs, then fine-tuning {training.get('epochs')} epochs"
+
+
 def render_model_card(info: ModelInfo, test_intervals: dict | None = None) -> str:
     """The card's Markdown; `test_intervals` (`lesions.lesion_intervals` of the stored test predictions) add a
     95 % interval to the test split's balanced accuracy and macro AUC."""
@@ -111,8 +117,8 @@ def render_model_card(info: ModelInfo, test_intervals: dict | None = None) -> st
         "## Training", "",
         f"Trained by `python -m skin_demo train --backbone {info.backbone}` on the training part of a fixed "
         f"lesion-disjoint split of HAM10000 ({info.split_file}, sha256 `{(info.split_sha256 or '')[:16]}…`): "
-        f"head {training.get('head_epochs')} epochs, then fine-tuning {training.get('epochs')} epochs at lr "
-        f"{training.get('lr')} ({training.get('optimizer')}, balance: {training.get('balance')}); "
+        f"{_schedule(training)} at lr {training.get('lr')} ({training.get('optimizer')}, balance: "
+        f"{training.get('balance')}); "
         f"{info.epochs_run} epochs run in {info.training_seconds / 60:.0f} min on 2 CPU cores"
         + "".join(f", continuing a run of {r['epochs_run']} epochs ({(r['training_seconds'] or 0) / 60:.0f} min; "
                   f"head {r['training']['head_epochs']}, fine-tuning {r['training']['epochs']} at lr {r['training']['lr']})"

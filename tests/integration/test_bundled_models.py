@@ -43,7 +43,11 @@ def test_bundled_folders_load_with_plain_keras_and_carry_their_test_metrics(sour
     test = info["metrics"]["test"]
     assert test["n"] == int((dataset.load_split()["split"] == "test").sum())
     assert test["balanced_accuracy"] > 1 / 7 + 0.1, "clearly better than chance on the lesion-disjoint test split"
-    assert "model-index" in (folder / "README.md").read_text()
+    card = (folder / "README.md").read_text()
+    assert "model-index" in card
+    schedule = (f"{info['training']['epochs']} epochs from random weights" if info["training"].get("from_scratch")
+                else f"head {info['training']['head_epochs']} epochs, then fine-tuning {info['training']['epochs']} epochs")
+    assert schedule in card, "the card tells the schedule the model was trained with"
 
 
 def _stored_validation(entry, entries) -> np.ndarray:
