@@ -205,3 +205,14 @@ def test_distillation_targets_blend_the_label_with_the_teachers_answer():
     np.testing.assert_allclose(blended.sum(axis=1), 1.0, atol=1e-6)
     assert (blended.argmax(axis=1) == labels).all(), "with the label's share above half, the label stays on top"
     np.testing.assert_allclose(blended[1, 4], 0.7 + 0.3 * teacher[1, 4], atol=1e-6)
+
+
+def test_an_epoch_carries_the_soft_targets_it_is_given_in_batch_order():
+    from skin_demo.training.distill import soft_targets
+
+    images = np.random.default_rng(1).integers(0, 255, (14, 32, 48, 3), dtype=np.uint8)
+    labels = np.arange(14) % 7
+    targets = soft_targets(labels, np.random.default_rng(2).dirichlet(np.ones(7), 14), 0.5)
+    indices = data.epoch_indices(labels, "oversample", 7, seed=0, epoch=3)
+    batches = list(data.epoch_dataset(images, targets, indices, 7, lambda x, s: x, seed=0, epoch=3))
+    np.testing.assert_allclose(np.concatenate([y.numpy() for _, y in batches]), targets[indices], atol=1e-7)
