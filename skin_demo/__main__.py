@@ -81,6 +81,7 @@ def _train(args) -> None:
             mixup=args.mixup, cutmix=args.cutmix, mix_probability=args.mix_probability,
             extra_data=args.extra_data, extra_per_class=args.extra_per_class,
             distill_from=args.distill_from, distill_weight=args.distill_weight,
+            distill_balanced=args.distill_balanced,
             logit_adjustment=args.logit_adjustment, score_test=args.score_test,
             from_scratch=args.from_scratch, init_from=args.init_from, strategy=args.strategy, seed=args.seed,
             data_dir=args.data, limit=args.limit, run_dir=args.run_dir)
@@ -408,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "of a registry entry (e.g. ensemble) or model folder on the training images (distillation)")
     p.add_argument("--distill-weight", type=float, default=0.5, help="the teacher's share of each target (default "
                    "0.5; the label has the rest)")
+    p.add_argument("--distill-natural-prior", dest="distill_balanced", action="store_false", help="keep the "
+                   "teacher's probabilities at the training set's class frequencies (default: moved to equal priors, "
+                   "as balanced batches see the classes)")
     p.add_argument("--logit-adjustment", action="store_true", help="choose tau in log p + tau log prior on "
                    "validation (a decision rule stored with the model)")
     p.add_argument("--no-test", dest="score_test", action="store_false", help="do not score the test split "

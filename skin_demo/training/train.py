@@ -74,6 +74,7 @@ class TrainConfig:
     extra_per_class: int | dict | None = None  # cap on extra images per class (None: all)
     distill_from: str | None = None  # a model folder or registry entry whose served probabilities are also targets
     distill_weight: float = 0.5  # targets: (1 - weight) * one-hot + weight * the teacher's probabilities
+    distill_balanced: bool = True  # the teacher's probabilities moved to equal class priors first (distill.soft_targets)
     logit_adjustment: bool = False  # choose tau of log p + tau log prior on validation
     score_test: bool = True  # False for ablation runs: every choice is made on validation, test is scored once
     from_scratch: bool = False
@@ -343,7 +344,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     targets = data.one_hot(y_train)
     if config.distill_from:
         teacher = cached_teacher_probabilities(run.path, config.distill_from, x_train, run.log)
-        targets = soft_targets(y_train, teacher, config.distill_weight)
+        targets = soft_targets(y_train, teacher, config.distill_weight,
+                               prior=class_prior(y_ham) if config.distill_balanced else None)
     class_weight = data.class_weights(y_train) if config.balance == "weights" else None
     steps = len(data.epoch_indices(y_train, config.balance, config.batch_size, config.seed, 0,
                                    epoch_size=len(y_ham))) // config.batch_size

@@ -207,6 +207,17 @@ def test_distillation_targets_blend_the_label_with_the_teachers_answer():
     np.testing.assert_allclose(blended[1, 4], 0.7 + 0.3 * teacher[1, 4], atol=1e-6)
 
 
+def test_distillation_moves_the_teachers_answer_to_equal_class_priors_as_balanced_batches_see_them():
+    from skin_demo.training.distill import soft_targets
+
+    prior = np.array([0.03, 0.05, 0.11, 0.01, 0.11, 0.67, 0.02])
+    uninformed = np.tile(prior, (2, 1))  # a teacher that only knows the class frequencies
+    np.testing.assert_allclose(soft_targets([5, 5], uninformed, 1.0, prior=prior), 1 / 7, atol=1e-6)
+    teacher = np.array([[0.1, 0.0, 0.0, 0.0, 0.2, 0.7, 0.0]])
+    moved = soft_targets([5], teacher, 1.0, prior=prior)[0]
+    assert moved.sum() == pytest.approx(1.0, abs=1e-6) and moved[4] > moved[5] and moved[0] > moved[4]
+
+
 def test_an_epoch_carries_the_soft_targets_it_is_given_in_batch_order():
     from skin_demo.training.distill import soft_targets
 
