@@ -325,6 +325,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         config.out, config.run_dir = str(Path(config.out).resolve()), str(run.path.resolve())
         config.data_dir = str(Path(config.data_dir).resolve()) if config.data_dir else None
         config.init_from = str(Path(config.init_from).resolve()) if config.init_from else None
+        if config.distill_from and Path(config.distill_from).is_dir():  # a folder; else a registry entry's name
+            config.distill_from = str(Path(config.distill_from).resolve())
         run.write_config(asdict(config))
     run.log(f"{'resuming' if state else 'starting'} run {run.path} -> {config.out}")
     keras.utils.set_random_seed(config.seed)
