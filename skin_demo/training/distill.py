@@ -19,10 +19,9 @@ import numpy as np
 
 from ..serving.classifier import Classifier
 from ..serving.store import ModelStore
-from .data import one_hot
+from .data import one_hot, predict_uint8
 
 TEACHER_FILE = "teacher.npz"  # in the run folder: computed once, so a resumed run sees the same targets
-CHUNK = 256
 
 
 def load_teacher(source: str):
@@ -30,11 +29,6 @@ def load_teacher(source: str):
     if Path(source).is_dir():
         return Classifier.from_folder(source)
     return ModelStore(lazy=True).get(source)
-
-
-def teacher_probabilities(teacher, images: np.ndarray) -> np.ndarray:
-    """The teacher's served probabilities for uint8 images (any size: the teacher fits them to its input)."""
-    return np.concatenate([teacher(images[i:i + CHUNK].astype("float32")) for i in range(0, len(images), CHUNK)])
 
 
 def soft_targets(labels, teacher: np.ndarray, weight: float, prior=None) -> np.ndarray:
@@ -58,7 +52,7 @@ def cached_teacher_probabilities(run_path, source: str, images: np.ndarray, log=
             if str(stored["source"]) == source and stored["probabilities"].shape[0] == len(images):
                 log(f"teacher {source}: probabilities for {len(images)} training images read from {path.name}")
                 return stored["probabilities"]
-    probabilities = teacher_probabilities(load_teacher(source), images)
+    probabilities = predict_uint8(load_teacher(source), images)  # the teacher fits them to its input
     np.savez(path, probabilities=probabilities, source=np.array(source))
     log(f"teacher {source}: probabilities for {len(images)} training images, mean top-class probability "
         f"{probabilities.max(axis=1).mean():.3f}")

@@ -44,7 +44,6 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only bac
 
 SELECTION_RULE = (f"the epoch with the highest validation macro AUC among those within {TIE} of the best "
                   f"validation balanced accuracy so far (a gain of more than {TIE} always wins)")
-VALIDATION_BATCH = 64
 
 
 @dataclass
@@ -219,12 +218,6 @@ class WeightAverage:
             yield
         finally:
             assign_values(variables, current)
-
-
-def predict_uint8(forward, images, batch: int = VALIDATION_BATCH) -> np.ndarray:
-    """Probabilities of the traced forward pass on a uint8 image array, converted batch by batch."""
-    return np.concatenate([forward(images[i:i + batch].astype("float32")).numpy()
-                           for i in range(0, len(images), batch)])
 
 
 class Selection:
@@ -403,11 +396,11 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                 first_averaged = number - (epoch + 1 - config.average_from)
                 if selection.best is not None and selection.best["epoch"] < first_averaged:
                     selection = Selection()  # the averages compete among themselves, not with raw epochs before
-                raw = compute_metrics(y_val, predict_uint8(forward, x_val))
+                raw = compute_metrics(y_val, data.predict_uint8(forward, x_val))
                 run.log(f"epoch {number + 1} before averaging: val balanced accuracy {raw['balanced_accuracy']:.4f}, "
                         f"macro AUC {fmt(raw['macro_auc'])}, accuracy {raw['accuracy']:.4f}")
             with averaged_weights(optimizer), average.swapped_in(model.variables):  # a no-op until averaging
-                scores = compute_metrics(y_val, predict_uint8(forward, x_val))
+                scores = compute_metrics(y_val, data.predict_uint8(forward, x_val))
                 if selection.offer(number, scores):
                     best_weights = values_of(model.variables)
             record = {"phase": phase.name, **{k: float(v[-1]) for k, v in fitted.history.items()},
