@@ -141,7 +141,7 @@ class Leaderboard:
                 if self.store.pending:
                     self.store.load_all()
                 benchmark = read_benchmark(self.readme)
-                built: dict[str, Standing] = {}
+                built: dict[str, Standing] = dict(self._scored)  # what Model info scored already
                 for name in self.store.entries:
                     if name in self.store.available:
                         try:
