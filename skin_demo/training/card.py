@@ -70,7 +70,7 @@ def _recipe_lines(info: ModelInfo) -> list[str]:
         lines.append(f"- distillation: targets {1 - training['distill_weight']:g} x the label + "
                      f"{training['distill_weight']:g} x the served probabilities of {training['distill_from']} on the "
                      "training images (computed once, before training"
-                     + ("; moved to equal class priors)" if training.get("distill_balanced", True) else ")"))
+                     + ("; moved to equal class priors)" if training.get("distill_balanced") else ")"))
     if "label_smoothing" in training and "warmup_epochs" in training:
         lines.append(f"- label smoothing {training['label_smoothing']}, warm-up {training['warmup_epochs']} epochs "
                      "then cosine decay")
