@@ -32,13 +32,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from sklearn.metrics import ConfusionMatrixDisplay, roc_auc_score, roc_curve
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from ..classes import CLASSES, display_name
 from ..lesions import lesion_intervals
 from ..metrics import LEVEL, RESAMPLES, compute_metrics, expected_calibration_error, fmt_interval, reliability_bins
 from ..model_folder import WEIGHTS_FILE, ModelFolderError, fresh_predictions
 from ..paths import REPO_ROOT
+from ..plots import confusion_figure
 from .composite import ensemble_probabilities, served_as
 from .service import RequestError
 from .store import ModelStore
@@ -433,18 +434,6 @@ def confusion_image(standing: Standing | None) -> np.ndarray | None:
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
-
-def confusion_figure(y_true, y_pred, title: str, normalize: str | None = "true") -> Figure:
-    """A confusion matrix over the 7 classes (row-normalised by default), as the model folders and the Model
-    info tab show it; a figure outside pyplot's registry, so requests may draw it at once."""
-    fig = Figure(figsize=(6.5, 5.5), layout="constrained")
-    ax = fig.subplots()
-    ConfusionMatrixDisplay.from_predictions(
-        y_true, y_pred, labels=range(len(CLASSES)), display_labels=CLASSES, normalize=normalize,
-        values_format=".2f" if normalize else "d", ax=ax, colorbar=False, cmap="Blues")
-    ax.set_title(textwrap.fill(f"{title} confusion matrix" + (" (row-normalised)" if normalize else ""), 60))
-    return fig
 
 
 def _figure():

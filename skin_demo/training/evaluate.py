@@ -15,9 +15,9 @@ from ..images import ImageError, load_fitted
 from ..lesions import lesion_intervals
 from ..metrics import compute_metrics
 from ..model_folder import WEIGHTS_FILE, StoredPredictions, decision_rule, file_sha256, predictions_file
+from ..plots import confusion_figure
 from ..serving.classifier import Classifier
 from ..serving.composite import TtaClassifier, served_as
-from ..serving.leaderboard import confusion_figure
 from .data import SPLIT_FILE, labelled_split, load_images, split_sample
 
 matplotlib.use("Agg")

@@ -11,7 +11,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "skin_demo"
 SHARED = {"skin_demo", "skin_demo.classes", "skin_demo.images", "skin_demo.lesions", "skin_demo.metrics",
-          "skin_demo.model_folder", "skin_demo.paths"}
+          "skin_demo.model_folder", "skin_demo.paths", "skin_demo.plots"}
 # what each part may import besides itself and the shared modules
 MAY_IMPORT = {
     "skin_demo.explain": (),
