@@ -42,7 +42,8 @@ from ..explain.regions import TIE_Z
 from ..images import ImageError, load_image
 from ..model_folder import ModelFolderError
 from ..paths import RESOURCES
-from .leaderboard import COLUMNS, INTERVAL_COLUMNS, LATENCY_SOURCE_COLUMN, MACRO, MODEL_COLUMN, TEXT_COLUMNS, Leaderboard, confusion_image
+from .leaderboard import (COLUMNS, INTERVAL_COLUMNS, LATENCY_SOURCE_COLUMN, MACRO, MODEL_COLUMN, TEXT_COLUMNS,
+                          Leaderboard, confusion_image)
 from .service import (DEFAULT_DETAIL, DETAIL_RANGE, ERROR_MEANING, EXPLAIN_METHODS, TOP_CLASS, Comparison,
                       ExplainResult, RequestError, SkinDemo)
 
