@@ -455,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", type=int, default=5, help="regions to number on the picture (and to compare "
                    "between models)")
     p.add_argument("--max-samples", type=int, default=1000,
-                   help="LIME's cap on perturbed samples (the default design uses ~140 at detail 25)")
+                   help="LIME's cap on perturbed samples (the default design stops far below it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=".", type=_writable("folder"), help="folder for the overlay PNGs")
     p.add_argument("--registry", type=FILE, help="registry JSON (default $SKIN_DEMO_REGISTRY, else the bundled one)")

@@ -44,7 +44,7 @@ def parse_args(argv=None):
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=50, help="predictions per client")
     parser.add_argument("--explainers", type=int, default=4)
-    parser.add_argument("--samples", type=int, default=1000, help="LIME's cap on samples per explanation (the UI default; ~140 are used)")
+    parser.add_argument("--samples", type=int, default=1000, help="LIME's cap on samples per explanation (the UI default; the default design uses far fewer)")
     parser.add_argument("--time-limit", type=float, default=1800.0, help="seconds; the run stops after this")
     return parser.parse_args(argv)
 

@@ -38,6 +38,7 @@ from PIL import Image
 
 from ..classes import CLASSES, DISCLAIMER, FULL_NAMES, display_name
 from ..explain import overlay
+from ..explain.lime import TYPICAL_SAMPLES
 from ..explain.regions import TIE_Z
 from ..images import ImageError, load_image
 from ..model_folder import ModelFolderError
@@ -53,7 +54,8 @@ EXPLAIN_CONCURRENCY = 1  # heavy: one at a time, in its own lane so predictions 
 LEADERBOARD_CONCURRENCY = 1  # matplotlib drawing: one at a time, in its own lane
 QUEUE_SIZE = 48
 SAMPLES_SLIDER = (20, 1000)  # LIME's cap on samples; the default design stops far below it
-SAMPLES_LABEL = "Max LIME samples (the default design uses ~140 at detail 25; fewer: faster, less sure)"
+SAMPLES_LABEL = (f"Max LIME samples (the default design uses ~{TYPICAL_SAMPLES} at detail {DEFAULT_DETAIL}; fewer: "
+                 "faster, less sure)")
 # Served by `launch` (Gradio 6 takes CSS there, not in Blocks). Gradio shows an output image at its natural size
 # at most, so the overlay of a 200x150 upload would stay a thumbnail with tiny numbers: it fills its column
 # instead (whole, never cropped). The Compare gallery shows every row and whole captions, not 55vh and "…".

@@ -21,7 +21,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 EXAMPLE = EXAMPLES_DIR / "mel_ISIC_0024315.jpg"
 COMPARE_EXAMPLE = "bkl ISIC_0024338"  # an example button's label
 TARGET = "bcc"  # the class Compare is asked to explain
-LIME_SAMPLES = "100"  # a cap below the default design (~140 samples): quick, and the count is exactly it
+LIME_SAMPLES = "100"  # a cap below the default design (lime.TYPICAL_SAMPLES): quick, and the count is exactly it
 WAIT_MS = 90_000  # LIME on a shared, busy CPU
 
 if not CHROMIUM.exists():
