@@ -161,6 +161,7 @@ def test_benchmark_reports_lime_and_ours_from_the_same_run(tiny_model_dir, secon
     assert report["speedup"] == pytest.approx(report["lime_seconds"] / report["seconds"])
     assert lime.default_samples(0) <= report["samples"] <= 1000
     assert 0 <= report["agreement"] <= 1 and 0 <= report["stability"] <= 1
+    assert report["stability_se"] is None, "one image: no spread over images to report"
     assert report["top_regions_clear"] + report["top_regions_tied"] == 5 * 5, "each seed's top 5, flagged or not"
     assert all(share is None or 0 <= share <= 1 for share in (report["kept_when_clear"], report["kept_when_tied"]))
     assert set(report["auc"]) == {"lime", "gradcam", "random"}
