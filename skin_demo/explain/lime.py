@@ -56,9 +56,10 @@ on 5 test images):
   i.e. how right the top 5 is, not only how steady):
   blocks 2 / 2.25 / 2.5 / 2.75 / 3 / 4: samples 140 / 156 / 172 / 188 / 204 / 268, stability 0.856 /
   0.868 / 0.888 / 0.882 / 0.889 / 0.892, agreement 0.895 / 0.904 / 0.910 / 0.900 / 0.898 / 0.918,
-  seconds 0.91 / 0.93 / 1.02 / 1.11 / 1.32 / 1.72. Stability levels off from 2.5 blocks, at 12 % more
-  time than 2 (3 blocks: 45 % more, which would bring the default explanation to ~9x lime's speed):
-  `BLOCKS` = 2.5, the half block a random half of a third block's complementary pairs.
+  seconds 0.91 / 0.93 / 1.02 / 1.11 / 1.32 / 1.72 (noisy: timed beside nothing, but in one long run;
+  alternating 2 and 2.5 blocks on 10 test images, the time rose 22 %, as the samples did). Stability
+  levels off from 2.5 blocks (3 blocks: 45 % more time, which would bring the default explanation near
+  lime's speed / 10): `BLOCKS` = 2.5, the half block a random half of a third block's complementary pairs.
 - partial hiding (hidden pixels moved only part of the way to the fill, which makes the model more
   nearly linear in the masks), Lite0, the same 30 validation images: stability 0.90 / 0.93 at
   60 % / 35 % of the way against 0.85 fully hidden, but deletion AUC 0.202 -> 0.258 / 0.267 and
