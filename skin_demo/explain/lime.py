@@ -4,7 +4,7 @@ lime 0.2.0.1 spends >85 % of an explanation in 1000 forward passes fed ten image
 quickshift segmentation that takes ~0.5-1 s by itself. Here the segmentation is SLIC (cached per image),
 the perturbed images are rendered for a whole mask matrix at once, the model sees large batches (through
 onnxruntime when the classifier is accelerated), and the masks come in complementary pairs from
-orthogonal (Hadamard) blocks (~173 samples at the default detail; 141 of them were as stable a top 5 as
+orthogonal (Hadamard) blocks (~172 samples at the default detail; 140 of them were as stable a top 5 as
 ~280 random pairs gave, measured below). The fit is lime's: lime_image's cosine kernel and lime_base's weighted Ridge
 (alpha 1, with intercept), solved in closed form for all classes at once (`ridge_fit`; a unit test holds
 it equal to `lime_base.LimeBase` to 1e-8), except that the two rows of a pair share their mean kernel
@@ -58,8 +58,11 @@ on 5 test images):
   0.868 / 0.888 / 0.882 / 0.889 / 0.892, agreement 0.895 / 0.904 / 0.910 / 0.900 / 0.898 / 0.918,
   seconds 0.91 / 0.93 / 1.02 / 1.11 / 1.32 / 1.72 (noisy: timed beside nothing, but in one long run;
   alternating 2 and 2.5 blocks on 10 test images, the time rose 22 %, as the samples did). Stability
-  levels off from 2.5 blocks (3 blocks: 45 % more time, which would bring the default explanation near
-  lime's speed / 10): `BLOCKS` = 2.5, the half block a random half of a third block's complementary pairs.
+  levels off from 2.5 blocks; 3 blocks would take 19 % more samples than 2.5, which would bring the
+  default explanation under 10x lime's speed (~9.7x on the benchmark's timings). `BLOCKS` = 2.5: the
+  half block is a random half of a third block's complementary pairs, so every pair stays complementary
+  and every region is shown in half the rows, but two regions' columns are orthogonal only over the whole
+  blocks (the standard errors below were checked with whole blocks).
 - partial hiding (hidden pixels moved only part of the way to the fill, which makes the model more
   nearly linear in the masks), Lite0, the same 30 validation images: stability 0.90 / 0.93 at
   60 % / 35 % of the way against 0.85 fully hidden, but deletion AUC 0.202 -> 0.258 / 0.267 and
@@ -86,7 +89,7 @@ seeds was 0.83-1.02x the mean standard error (one and two stages, random pairs);
 blocks, on Lite0 (10 validation images x 8 seeds, the refined pieces) 0.57-1.10x, median 0.91: a little
 cautious, as a balanced design varies less than independent pairs (within a block a region's column is
 also tied to some products of three others, which the pairs-as-clusters sandwich does not model). It
-leaves out ridge's shrinkage bias (small at ~170 samples) and the choice of segmentation.
+leaves out ridge's shrinkage bias (small at ~172 samples) and the choice of segmentation.
 
 Works with any `predict_fn`: a batch (n, H, W, 3) of RGB 0-255 float32 images -> (n, classes)
 probabilities, the same contract lime has (and `serving.classifier.Classifier` fulfils).
@@ -507,8 +510,9 @@ def default_samples(n_varied: int, n_first: int = 0) -> int:
     return n_first + 2 * round(BLOCKS * block_rows(n_varied) / 2)
 
 
-# what a default explanation of a ~150x200 lesion image costs: a 12-region coarse map, then the pieces
-TYPICAL_SAMPLES = default_samples(DEFAULT_DETAIL, COARSE_REGIONS + 1)
+# what a default explanation of a ~150x200 lesion image costs: the occlusion rows of a 12-region coarse map,
+# then the pieces (fewer than the regions wanted, so the same block size as DEFAULT_DETAIL regions)
+TYPICAL_SAMPLES = default_samples(n_varied=DEFAULT_DETAIL, n_first=COARSE_REGIONS + 1)
 
 
 def compare(predict_fns: dict, image, label: int | None = None, seed: int = 0, detail: int = DEFAULT_DETAIL,
