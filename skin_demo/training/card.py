@@ -122,7 +122,7 @@ def render_model_card(info: ModelInfo, test_intervals: dict | None = None) -> st
         f"{training.get('balance')}); "
         f"{info.epochs_run} epochs run in {info.training_seconds / 60:.0f} min on 2 CPU cores"
         + "".join(f", continuing a run of {r['epochs_run']} epochs ({(r['training_seconds'] or 0) / 60:.0f} min; "
-                  f"head {r['training']['head_epochs']}, fine-tuning {r['training']['epochs']} at lr {r['training']['lr']})"
+                  f"{_schedule(r['training'])} at lr {r['training'].get('lr')})"
                   for r in info.continued_from) + ". "
         f"Weights (and whether to continue a run) were chosen on validation {'only' if info.selection else 'balanced accuracy only'}; test "
         "metrics are computed after training and never used for a choice.", "",

@@ -138,3 +138,17 @@ def test_a_model_with_lambda_code_is_refused_before_keras_sees_it(tmp_path):
         check_safe_folder(folder)
     with pytest.raises(ModelFolderError, match="Lambda layers \\(doubler"):
         load_model_folder(folder)
+
+
+def test_a_continued_run_s_card_tells_the_schedule_of_each_part():
+    """A run continued from another tells both parts' schedules the same way: a from-scratch part has no head phase."""
+    from dataclasses import replace
+
+    from skin_demo.training.card import render_model_card
+
+    info = replace(_full_info(), metrics={}, ood=None, training={"epochs": 24, "lr": 1e-3, "from_scratch": True},
+                   continued_from=[{"epochs_run": 3, "training_seconds": 60.0,
+                                    "training": {"head_epochs": 1, "epochs": 2, "lr": 3e-4}}])
+    card = render_model_card(info)
+    assert "24 epochs from random weights at lr 0.001" in card
+    assert "continuing a run of 3 epochs (1 min; head 1 epochs, then fine-tuning 2 epochs at lr 0.0003)" in card
