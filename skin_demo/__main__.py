@@ -271,7 +271,8 @@ def _benchmark_explain(args) -> None:
         print(f"{report['model']}: ours {report['seconds']:.2f}s on {report['runtime']} "
               f"({report['seconds_keras_runtime']:.2f}s on keras, {report['samples']:.0f} samples) vs lime "
               f"{report['lime_seconds']:.2f}s = {report['speedup']:.1f}x; agreement {report['agreement']:.2f}, "
-              f"stability {report['stability']:.2f}{_plus_minus(report['stability_se'])}; deletion AUC lime {auc['lime']['deletion']:.3f} "
+              f"stability {report['stability']:.2f}{_plus_minus(report['stability_se'])}; "
+              f"deletion AUC lime {auc['lime']['deletion']:.3f} "
               f"gradcam {auc['gradcam']['deletion']:.3f} random {auc['random']['deletion']:.3f}")
         kept = {flag: report[f"kept_when_{flag}"] for flag in ("clear", "tied")}
         print("top-5 regions kept by the other seeds: "

@@ -105,8 +105,8 @@ def benchmark(model_dir=None, n_images: int = 5, compare_dirs=(), compare_models
     }
     report["speedup"] = report["lime_seconds"] / report["seconds"]
     # the images differ far more than the seeds: a few with near-equal regions decide the mean
-    report["stability_se"] = float(np.std([r["stability"] for r in rows], ddof=1) / np.sqrt(len(rows))) if len(
-        rows) > 1 else None
+    stabilities = [r["stability"] for r in rows]
+    report["stability_se"] = float(np.std(stabilities, ddof=1) / np.sqrt(len(rows))) if len(rows) > 1 else None
     for flag in ("clear", "tied"):  # over every region and seed pair of every image, not per image
         shares = [share for r in rows for share in r["tie_flags_kept"][flag]]
         report[f"kept_when_{flag}"] = _mean(shares) if shares else None
